@@ -1,0 +1,75 @@
+#pragma once
+/// \file fastknn/detail/heap.hpp
+/// Bounded max-heap of (value, index) pairs usable inside kernels. The order is lexicographic, so
+/// among equal values the larger index sits nearer the top and is evicted first: selection keeps
+/// the smaller index, which makes results independent of thread count and backend.
+
+#include <Kokkos_Core.hpp>
+
+#include <fastknn/options.hpp>
+
+namespace fastknn::detail
+{
+
+template <class T>
+KOKKOS_INLINE_FUNCTION bool pair_less(T a, index_type ia, T b, index_type ib)
+{
+  return a < b || (a == b && ia < ib);
+}
+
+/// Restores the heap property below pos for a heap of size m.
+template <class T>
+KOKKOS_INLINE_FUNCTION void heap_sift_down(T *val, index_type *idx, int pos, int m)
+{
+  T const v = val[pos];
+  index_type const i = idx[pos];
+  while (true)
+  {
+    int c = 2 * pos + 1;
+    if (c >= m)
+      break;
+    if (c + 1 < m && pair_less(val[c], idx[c], val[c + 1], idx[c + 1]))
+      ++c;
+    if (!pair_less(v, i, val[c], idx[c]))
+      break;
+    val[pos] = val[c];
+    idx[pos] = idx[c];
+    pos = c;
+  }
+  val[pos] = v;
+  idx[pos] = i;
+}
+
+/// Replaces the top (the worst kept pair) by (v, i) and restores the heap.
+template <class T>
+KOKKOS_INLINE_FUNCTION void heap_replace_top(T *val, index_type *idx, int m, T v, index_type i)
+{
+  val[0] = v;
+  idx[0] = i;
+  heap_sift_down(val, idx, 0, m);
+}
+
+template <class T>
+KOKKOS_INLINE_FUNCTION void heap_make(T *val, index_type *idx, int m)
+{
+  for (int pos = m / 2 - 1; pos >= 0; --pos)
+    heap_sift_down(val, idx, pos, m);
+}
+
+/// Sorts a valid max-heap in place into ascending (value, index) order.
+template <class T>
+KOKKOS_INLINE_FUNCTION void heap_sort(T *val, index_type *idx, int m)
+{
+  for (int end = m - 1; end > 0; --end)
+  {
+    T const tv = val[0];
+    index_type const ti = idx[0];
+    val[0] = val[end];
+    idx[0] = idx[end];
+    val[end] = tv;
+    idx[end] = ti;
+    heap_sift_down(val, idx, 0, end);
+  }
+}
+
+} // namespace fastknn::detail

@@ -1,0 +1,139 @@
+#pragma once
+/// \file fastknn/detail/metric_ops.hpp
+/// Per-metric pieces of the search, inlined into the kernels:
+/// - the fast float score used for pre-selection (smaller is better for every metric),
+/// - the exact score recomputed in double by direct differences for the kept candidates,
+/// - a rigorous bound on |fast - exact|, used to prove the pre-selection lost nothing.
+
+#include <Kokkos_Core.hpp>
+
+#include <fastknn/options.hpp>
+
+namespace fastknn::detail
+{
+
+/// Unit round-off of T.
+template <class T>
+KOKKOS_INLINE_FUNCTION constexpr double unit_roundoff()
+{
+  return sizeof(T) == 4 ? 5.9604644775390625e-08 : 1.1102230246251565e-16;
+}
+
+/// gamma_n = n u / (1 - n u): the classical bound on the relative error of an n-term sum.
+template <class T>
+KOKKOS_INLINE_FUNCTION double gamma_n(double n)
+{
+  double const nu = n * unit_roundoff<T>();
+  return nu / (1.0 - nu);
+}
+
+/// Metrics that rank by a dot product (L2 via the norm expansion) rather than by |q - x|.
+constexpr bool uses_dot(Metric m) { return m != Metric::L1; }
+/// Metrics for which the data is centred first: translation does not change L2 distances but
+/// shrinks the norms, and with them the cancellation error of the norm expansion.
+constexpr bool uses_centring(Metric m) { return m == Metric::L2 || m == Metric::L2Squared; }
+
+/// Fast score from the register-block accumulator (dot product or L1 sum) and per-row aux
+/// values: |q_c|^2 and |x_c|^2 for L2, 1/|q| and 1/|x| for cosine, unused otherwise.
+template <Metric M, class T>
+KOKKOS_FORCEINLINE_FUNCTION T fast_score(T acc, T q_aux, T x_aux)
+{
+  if constexpr (M == Metric::L2 || M == Metric::L2Squared)
+    return q_aux + x_aux - T(2) * acc;
+  else if constexpr (M == Metric::InnerProduct)
+    return -acc;
+  else if constexpr (M == Metric::Cosine)
+    return -acc * q_aux * x_aux;
+  else
+    return acc;
+}
+
+/// Exact internal score in double from the original rows (smaller is better): squared
+/// distance for L2 and L2Squared, L1 distance, minus the inner product, minus the cosine.
+template <Metric M, class QV, class XV>
+KOKKOS_INLINE_FUNCTION double exact_score(QV const &queries, std::size_t qi, XV const &database,
+                                          std::size_t xi, std::size_t d)
+{
+  double s = 0, qq = 0, xx = 0;
+  for (std::size_t p = 0; p < d; ++p)
+  {
+    double const a = queries(qi, p);
+    double const b = database(xi, p);
+    if constexpr (M == Metric::L2 || M == Metric::L2Squared)
+      s += (a - b) * (a - b);
+    else if constexpr (M == Metric::L1)
+      s += Kokkos::fabs(a - b);
+    else
+    {
+      s += a * b;
+      if constexpr (M == Metric::Cosine)
+      {
+        qq += a * a;
+        xx += b * b;
+      }
+    }
+  }
+  if constexpr (M == Metric::InnerProduct)
+    return -s;
+  else if constexpr (M == Metric::Cosine)
+    return -s / (Kokkos::sqrt(qq) * Kokkos::sqrt(xx));
+  else
+    return s;
+}
+
+/// The value that orders results, in the output type: ascending key = best first.
+template <Metric M, class T>
+KOKKOS_INLINE_FUNCTION T key_of(double exact)
+{
+  if constexpr (M == Metric::L2)
+    return static_cast<T>(Kokkos::sqrt(exact));
+  else
+    return static_cast<T>(exact);
+}
+
+/// The smallest exact internal score whose key is certainly larger than `key` (so it cannot
+/// tie with it or come before it).
+template <Metric M, class T>
+KOKKOS_INLINE_FUNCTION double exact_above_key(T key)
+{
+  double const next = Kokkos::nextafter(key, Kokkos::Experimental::infinity_v<T>);
+  if constexpr (M == Metric::L2)
+    return next * next;
+  else
+    return next;
+}
+
+/// The reported distance (similarities are reported with their sign).
+template <Metric M, class T>
+KOKKOS_INLINE_FUNCTION T reported(T key)
+{
+  if constexpr (M == Metric::InnerProduct || M == Metric::Cosine)
+    return -key;
+  else
+    return key;
+}
+
+/// Bound on |fast score - exact score| for every candidate of a query whose fast score is >=
+/// a_kept. q_norm and x_norm_max are |q| and max |x| of the (centred, for L2) rows. Twice the
+/// worst-case error analysis (dot product gamma_{D+2}, norms, centring round-off, the double
+/// recomputation), so ordinary rounding in the bound itself cannot make it fail.
+template <Metric M, class T>
+KOKKOS_INLINE_FUNCTION double error_bound(double a_kept, double q_norm, double x_norm_max,
+                                          std::size_t d)
+{
+  double const u = unit_roundoff<T>();
+  double const g = gamma_n<T>(double(d) + 2) + gamma_n<double>(double(d) + 2);
+  if constexpr (M == Metric::L2 || M == Metric::L2Squared)
+  {
+    double const s = q_norm + x_norm_max;
+    return 2 * (g + 6 * u) * s * s;
+  }
+  else if constexpr (M == Metric::InnerProduct)
+    return 2 * (g + 2 * u) * q_norm * x_norm_max;
+  else if constexpr (M == Metric::Cosine)
+    return 2 * (2 * g + 8 * u);
+  else
+    return 2 * (g + u) * Kokkos::fabs(a_kept);
+}
+
+} // namespace fastknn::detail

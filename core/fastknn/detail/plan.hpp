@@ -1,0 +1,132 @@
+#pragma once
+/// \file fastknn/detail/plan.hpp
+/// Argument validation and tile sizing from the workspace budget (host only, no Kokkos calls).
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include <fastknn/error.hpp>
+#include <fastknn/options.hpp>
+
+namespace fastknn::detail
+{
+
+inline std::size_t round_up(std::size_t x, std::size_t m) { return (x + m - 1) / m * m; }
+inline std::size_t round_down(std::size_t x, std::size_t m) { return x / m * m; }
+
+/// a*b, or a fastknn::Error naming what overflowed.
+inline std::size_t checked_mul(std::size_t a, std::size_t b, char const *what)
+{
+  if (a != 0 && b > std::numeric_limits<std::size_t>::max() / a)
+    throw Error(std::string(what) + " overflows the size type (" + std::to_string(a) + " x " +
+                std::to_string(b) + "); split the input into smaller batches");
+  return a * b;
+}
+
+/// Extra candidates kept beyond k so that the exact re-ranking of the float pre-selection can
+/// prove it lost nothing (see search.hpp).
+inline int candidate_pad(int k) { return std::max(32, k / 4); }
+
+/// Everything the search needs to know about sizes, decided once on the host.
+struct Plan
+{
+  std::size_t n = 0, q = 0, d = 0; // database rows, query rows, dimension
+  int k = 0;
+  int kept = 0;               // candidates kept per query in the pre-selection (>= k)
+  std::size_t n_eligible = 0; // n, or n-1 with exclude_self
+  int mr = 0, nr = 0;         // register block shape
+  std::size_t chunk = 0;      // database rows one fused launch sweeps (multiple of nr)
+  std::size_t db_tile = 0;    // database rows packed at once (multiple of chunk)
+  std::size_t query_tile = 0; // queries processed at once (multiple of mr)
+  std::size_t workspace = 0;  // bytes the plan allocates
+};
+
+/// Validates the arguments and sizes the tiles so the workspace stays within the budget.
+/// Throws fastknn::Error naming the argument and the fix.
+inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d_queries, long long k,
+                      SearchOptions const &opt, std::size_t value_size, int mr, int nr,
+                      std::size_t chunk_bytes, std::size_t max_chunk_rows)
+{
+  require(n > 0, "the database is empty (0 rows); pass at least one point");
+  require(q > 0, "the query set is empty (0 rows); pass at least one query");
+  require(d > 0, "the dimension is 0; points need at least one coordinate");
+  require(d == d_queries, "dimension mismatch: the database has " + std::to_string(d) +
+                              " columns but the queries have " + std::to_string(d_queries) +
+                              "; both must have the same number of columns");
+  require(k >= 1, "k = " + std::to_string(k) + " is invalid; k must be at least 1");
+  auto const max_index = static_cast<std::size_t>(std::numeric_limits<index_type>::max());
+  require(n < max_index, "the database has " + std::to_string(n) +
+                             " rows, more than the 32-bit index type holds; split it into "
+                             "parts below 2^31-1 rows and merge the results");
+  require(q < max_index, "the query set has " + std::to_string(q) +
+                             " rows, more than the 32-bit index type holds; query in batches");
+  require(d < (std::size_t(1) << 31), "dimension " + std::to_string(d) + " is too large");
+  if (opt.exclude_self)
+  {
+    require(q == n, "exclude_self needs the queries to be the database (Q == N), got Q = " +
+                        std::to_string(q) + " and N = " + std::to_string(n));
+    require(static_cast<std::size_t>(k) <= n - 1,
+            "k = " + std::to_string(k) + " with exclude_self needs k <= N-1 = " +
+                std::to_string(n - 1) + "; lower k");
+  }
+  else
+  {
+    require(static_cast<std::size_t>(k) <= n, "k = " + std::to_string(k) +
+                                                  " is larger than the database (N = " +
+                                                  std::to_string(n) + "); use k <= N");
+  }
+  checked_mul(n, d, "database size N x D");
+  checked_mul(q, d, "query size Q x D");
+  checked_mul(checked_mul(q, static_cast<std::size_t>(k), "output size Q x k"),
+              sizeof(double) + sizeof(index_type), "output bytes");
+
+  Plan p;
+  p.n = n;
+  p.q = q;
+  p.d = d;
+  p.k = static_cast<int>(k);
+  p.n_eligible = opt.exclude_self ? n - 1 : n;
+  p.kept = static_cast<int>(
+      std::min<std::size_t>(p.n_eligible, static_cast<std::size_t>(k) + candidate_pad(p.k)));
+  p.mr = mr;
+  p.nr = nr;
+  std::size_t const row_bytes = d * value_size;
+  p.chunk = std::clamp<std::size_t>(round_down(chunk_bytes / row_bytes, nr), nr,
+                                    std::max<std::size_t>(nr, round_down(max_chunk_rows, nr)));
+  p.chunk = std::min(p.chunk, round_up(n, nr));
+
+  // Fixed part: per-row norms of database and queries, the centring vector.
+  std::size_t const fixed = (n + q + d) * value_size;
+  // Per query: packed copy, norm, kept candidates (value + index).
+  std::size_t const per_query = row_bytes + value_size + p.kept * (value_size + sizeof(index_type));
+  std::size_t const budget = opt.workspace_bytes;
+  // The least that works: one query block and one register block of database rows.
+  std::size_t const min_need = fixed + mr * per_query + nr * row_bytes;
+  require(budget >= min_need,
+          "workspace budget of " + std::to_string(budget) + " bytes is too small for one tile (" +
+              std::to_string(min_need) + " bytes needed for N = " + std::to_string(n) +
+              ", D = " + std::to_string(d) + ", k = " + std::to_string(k) +
+              "); raise SearchOptions::workspace_bytes");
+  std::size_t const avail = budget - fixed;
+  // Room for packed database rows: at most half of what is left, and always enough left for
+  // one query block.
+  std::size_t db_room = std::min(avail / 2, avail - mr * per_query);
+  if (db_room < nr * row_bytes)
+    db_room = avail - mr * per_query;
+  p.chunk = std::min(p.chunk, round_down(db_room / row_bytes, nr));
+  // Pack the whole database once when it fits; otherwise pack tiles of it.
+  std::size_t const full_db = round_up(n, p.chunk);
+  if (full_db * row_bytes <= db_room)
+    p.db_tile = full_db;
+  else
+    p.db_tile = round_down(db_room / row_bytes, p.chunk);
+  std::size_t const left = avail - p.db_tile * row_bytes;
+  p.query_tile = std::min(round_up(q, mr), std::max<std::size_t>(mr, round_down(left / per_query, mr)));
+  p.workspace = fixed + p.db_tile * row_bytes + p.query_tile * per_query;
+  return p;
+}
+
+} // namespace fastknn::detail

@@ -1,0 +1,28 @@
+#pragma once
+/// \file fastknn/error.hpp
+/// The one exception type fastknn throws for bad input, bad files and failed resources.
+
+#include <stdexcept>
+#include <string>
+
+namespace fastknn
+{
+
+/// Thrown for every host-side error. The message names the argument (or file) and says what to do.
+class Error : public std::invalid_argument
+{
+public:
+  explicit Error(std::string const &what) : std::invalid_argument("fastknn: " + what) {}
+};
+
+namespace detail
+{
+/// Throws fastknn::Error(msg) when cond is false.
+inline void require(bool cond, std::string const &msg)
+{
+  if (!cond)
+    throw Error(msg);
+}
+} // namespace detail
+
+} // namespace fastknn

@@ -1,0 +1,95 @@
+#pragma once
+/// \file fastknn/options.hpp
+/// Metric names, search options and the result type of fastknn::search.
+
+#include <Kokkos_Core.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include <fastknn/error.hpp>
+
+namespace fastknn
+{
+
+/// Index type of returned neighbours. 32-bit halves the output and selection memory; databases
+/// with more than 2^31-1 rows are refused with a fastknn::Error.
+using index_type = std::int32_t;
+
+/// The distance or similarity that ranks neighbours.
+enum class Metric
+{
+  L2Squared,    ///< sum (q-x)^2, ascending
+  L2,           ///< sqrt(sum (q-x)^2), ascending (scikit-learn's "euclidean")
+  L1,           ///< sum |q-x|, ascending (scikit-learn's "manhattan", p=1)
+  InnerProduct, ///< sum q*x, descending: distances hold the similarity, best first
+  Cosine        ///< q.x / (|q||x|), descending: distances hold the similarity, best first
+};
+
+/// True when larger values are better (similarities), false for distances.
+constexpr bool is_similarity(Metric m) { return m == Metric::InnerProduct || m == Metric::Cosine; }
+
+/// The metric's name as the command line and scikit-learn spell it.
+inline std::string_view metric_name(Metric m)
+{
+  switch (m)
+  {
+  case Metric::L2Squared:
+    return "sqeuclidean";
+  case Metric::L2:
+    return "l2";
+  case Metric::L1:
+    return "l1";
+  case Metric::InnerProduct:
+    return "ip";
+  case Metric::Cosine:
+    return "cosine";
+  }
+  return "?";
+}
+
+/// Parses a metric name (l2|euclidean, sqeuclidean|l2sq, l1|manhattan, ip|inner_product, cosine).
+inline Metric parse_metric(std::string_view s)
+{
+  if (s == "l2" || s == "euclidean")
+    return Metric::L2;
+  if (s == "sqeuclidean" || s == "l2sq" || s == "l2squared")
+    return Metric::L2Squared;
+  if (s == "l1" || s == "manhattan" || s == "cityblock")
+    return Metric::L1;
+  if (s == "ip" || s == "inner_product" || s == "dot")
+    return Metric::InnerProduct;
+  if (s == "cosine")
+    return Metric::Cosine;
+  throw Error("unknown metric '" + std::string(s) +
+              "': use one of l2, sqeuclidean, l1, cosine, ip");
+}
+
+/// Options of fastknn::search. The defaults suit most uses.
+struct SearchOptions
+{
+  Metric metric = Metric::L2Squared;
+  /// The queries are the database itself: query i never returns database row i (even when
+  /// other rows are exact duplicates of it). Requires Q == N and k <= N-1.
+  bool exclude_self = false;
+  /// Upper bound in bytes on the scratch memory one search allocates besides inputs and outputs.
+  std::size_t workspace_bytes = std::size_t(512) << 20;
+  /// Refuse NaN/Inf input values (one pass over the data). Turn off only for data known finite.
+  bool check_finite = true;
+  /// Called on the host with the fraction done (0..1) while a long search runs.
+  std::function<void(double)> progress;
+};
+
+/// Result of a search: row q holds the k neighbours of query q, best first; ties in value keep
+/// the smaller database index first.
+template <class MemorySpace, class Value = float>
+struct Neighbors
+{
+  Kokkos::View<index_type **, Kokkos::LayoutRight, MemorySpace> indices;
+  Kokkos::View<Value **, Kokkos::LayoutRight, MemorySpace> distances;
+};
+
+} // namespace fastknn

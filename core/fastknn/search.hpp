@@ -1,0 +1,614 @@
+#pragma once
+/// \file fastknn/search.hpp
+/// Exact k-nearest-neighbour search, written once with Kokkos patterns for every backend.
+///
+/// How it stays exact and fast: a tiled float pre-selection keeps k + pad candidates per query
+/// using register-blocked dot products (or L1 sums); the kept candidates are then re-scored
+/// exactly in double by direct differences and sorted by (value, index). A rigorous bound on the
+/// pre-selection's rounding error proves, per query, that no discarded point could have entered
+/// the top k; the rare query without that proof is redone by an exact scan of the database.
+
+#include <Kokkos_Core.hpp>
+#include <Kokkos_Profiling_ScopedRegion.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <fastknn/backends/tile_traits.hpp>
+#include <fastknn/detail/heap.hpp>
+#include <fastknn/detail/metric_ops.hpp>
+#include <fastknn/detail/plan.hpp>
+#include <fastknn/error.hpp>
+#include <fastknn/options.hpp>
+
+namespace fastknn
+{
+namespace detail
+{
+
+template <class T>
+struct RowStats
+{
+  long long first_bad;    // first row holding NaN/Inf, or -1
+  double max_norm2;       // max |x - centre|^2
+  double min_norm2;       // min |x|^2 (uncentred)
+  double max_abs;         // max |x_p|
+};
+
+/// One pass over the rows: finiteness, norms for the error bound and for the fast score.
+template <Metric M, class V, class T>
+struct RowPass
+{
+  using value_type = RowStats<T>;
+  V data;
+  Kokkos::View<T *, typename V::memory_space> centre;
+  Kokkos::View<T *, typename V::memory_space> aux; // per-row value used by fast_score
+  std::size_t d;
+
+  KOKKOS_FUNCTION void init(value_type &v) const
+  {
+    v.first_bad = -1;
+    v.max_norm2 = 0;
+    v.min_norm2 = Kokkos::Experimental::infinity_v<double>;
+    v.max_abs = 0;
+  }
+  KOKKOS_FUNCTION void join(value_type &a, value_type const &b) const
+  {
+    if (b.first_bad >= 0 && (a.first_bad < 0 || b.first_bad < a.first_bad))
+      a.first_bad = b.first_bad;
+    a.max_norm2 = Kokkos::max(a.max_norm2, b.max_norm2);
+    a.min_norm2 = Kokkos::min(a.min_norm2, b.min_norm2);
+    a.max_abs = Kokkos::max(a.max_abs, b.max_abs);
+  }
+  KOKKOS_FUNCTION void operator()(std::size_t i, value_type &v) const
+  {
+    double c2 = 0, n2 = 0, mx = 0;
+    bool bad = false;
+    for (std::size_t p = 0; p < d; ++p)
+    {
+      double const x = data(i, p);
+      bad |= !Kokkos::isfinite(x);
+      double const c = x - double(centre(p));
+      c2 += c * c;
+      n2 += x * x;
+      mx = Kokkos::max(mx, Kokkos::fabs(x));
+    }
+    if (bad && (v.first_bad < 0 || static_cast<long long>(i) < v.first_bad))
+      v.first_bad = static_cast<long long>(i);
+    v.max_norm2 = Kokkos::max(v.max_norm2, uses_centring(M) ? c2 : n2);
+    v.min_norm2 = Kokkos::min(v.min_norm2, n2);
+    v.max_abs = Kokkos::max(v.max_abs, mx);
+    if constexpr (uses_centring(M))
+      aux(i) = static_cast<T>(c2);
+    else if constexpr (M == Metric::Cosine)
+      aux(i) = n2 > 0 ? static_cast<T>(1.0 / Kokkos::sqrt(n2)) : T(0);
+    else if constexpr (M == Metric::InnerProduct)
+      aux(i) = static_cast<T>(Kokkos::sqrt(n2));
+    else
+      aux(i) = T(0);
+  }
+};
+
+/// The packed layout of a block of rows: [row / B][p][row % B], so the micro-kernel reads B
+/// consecutive values per coordinate. Rows beyond `rows` are zero.
+template <int B, class ExecSpace, class V, class T, class MS>
+void pack_rows(ExecSpace const &space, char const *label, V const &data, std::size_t first,
+               std::size_t rows, std::size_t padded_rows, std::size_t d,
+               Kokkos::View<T *, MS> centre, Kokkos::View<T *, MS> packed)
+{
+  using Policy = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>, Kokkos::IndexType<std::int64_t>>;
+  Kokkos::parallel_for(
+      label,
+      Policy(space, {0, 0}, {static_cast<std::int64_t>(padded_rows), static_cast<std::int64_t>(d)}),
+      KOKKOS_LAMBDA(std::int64_t r, std::int64_t p) {
+        T const v = std::size_t(r) < rows ? static_cast<T>(data(first + r, p) - centre(p)) : T(0);
+        packed((std::size_t(r) / B * d + p) * B + std::size_t(r) % B) = v;
+      });
+}
+
+/// Pre-selection over one chunk of the packed database: each team scores one block of MR
+/// queries against every row of the chunk (register-blocked), keeps the MR x chunk scores in
+/// team scratch, then merges them into the queries' bounded heaps.
+template <Metric M, int MR, int NR, int Level, class ExecSpace, class T>
+struct ChunkKernel
+{
+  using MS = typename ExecSpace::memory_space;
+  using Member = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
+  Kokkos::View<T *, MS> packed_q, packed_x;
+  Kokkos::View<T *, MS> q_aux, x_aux; // indexed by global row
+  Kokkos::View<T **, Kokkos::LayoutRight, MS> heap_val;
+  Kokkos::View<index_type **, Kokkos::LayoutRight, MS> heap_idx;
+  std::size_t d, q0, q_rows, x0, chunk0, chunk_rows, n;
+  int kept;
+  bool exclude_self;
+
+  KOKKOS_FUNCTION void operator()(Member const &team) const
+  {
+    int const bi = team.league_rank();
+    T *scores = static_cast<T *>(team.team_scratch(Level).get_shmem(MR * chunk_rows * sizeof(T)));
+    int const panels = static_cast<int>(chunk_rows / NR);
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, panels), [&](int pj) {
+      T const *a = packed_q.data() + std::size_t(bi) * d * MR;
+      T const *b = packed_x.data() + (chunk0 / NR + pj) * d * NR;
+      T acc[MR][NR];
+      for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j)
+          acc[i][j] = T(0);
+      for (std::size_t p = 0; p < d; ++p)
+      {
+        T const *ap = a + p * MR;
+        T const *bp = b + p * NR;
+        for (int i = 0; i < MR; ++i)
+        {
+          T const ai = ap[i];
+          for (int j = 0; j < NR; ++j)
+          {
+            if constexpr (uses_dot(M))
+              acc[i][j] += ai * bp[j];
+            else
+              acc[i][j] += Kokkos::fabs(ai - bp[j]);
+          }
+        }
+      }
+      for (int i = 0; i < MR; ++i)
+      {
+        std::size_t const qg = q0 + std::size_t(bi) * MR + i;
+        T const qa = qg < q0 + q_rows ? q_aux(qg) : T(0);
+        for (int j = 0; j < NR; ++j)
+        {
+          std::size_t const xg = x0 + chunk0 + std::size_t(pj) * NR + j;
+          T const xa = xg < n ? x_aux(xg) : T(0);
+          scores[i * chunk_rows + std::size_t(pj) * NR + j] = fast_score<M>(acc[i][j], qa, xa);
+        }
+      }
+    });
+    team.team_barrier();
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, MR), [&](int i) {
+      std::size_t const ql = std::size_t(bi) * MR + i;
+      if (ql >= q_rows)
+        return;
+      std::size_t const qg = q0 + ql;
+      T *hv = &heap_val(ql, 0);
+      index_type *hi = &heap_idx(ql, 0);
+      T top = hv[0];
+      std::size_t const first = x0 + chunk0;
+      std::size_t const valid = first + chunk_rows <= n ? chunk_rows : n - first;
+      T const *row = scores + i * chunk_rows;
+      for (std::size_t j = 0; j < valid; ++j)
+      {
+        // Rows arrive in increasing index order, so strict < keeps the smaller index on ties.
+        if (row[j] < top)
+        {
+          if (exclude_self && first + j == qg)
+            continue;
+          heap_replace_top(hv, hi, kept, row[j], static_cast<index_type>(first + j));
+          top = hv[0];
+        }
+      }
+    });
+  }
+};
+
+/// Re-scores the kept candidates exactly, sorts them, writes the top k and checks the bound.
+template <Metric M, class ExecSpace, class T, class QV, class XV>
+struct FinalizeKernel
+{
+  using MS = typename ExecSpace::memory_space;
+  using Member = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
+  QV queries;
+  XV database;
+  Kokkos::View<T *, MS> q_aux;
+  Kokkos::View<T **, Kokkos::LayoutRight, MS> heap_val;
+  Kokkos::View<index_type **, Kokkos::LayoutRight, MS> heap_idx;
+  Kokkos::View<index_type **, Kokkos::LayoutRight, MS> out_idx;
+  Kokkos::View<T **, Kokkos::LayoutRight, MS> out_dist;
+  Kokkos::View<int *, MS> redo; // per query of the tile: 1 = no proof, redo exactly
+  Kokkos::View<int, MS> nonfinite;
+  std::size_t d, q0, n, n_eligible;
+  int k, kept;
+  double x_norm_max;
+
+  KOKKOS_FUNCTION void operator()(Member const &team) const
+  {
+    std::size_t const ql = team.league_rank();
+    std::size_t const qg = q0 + ql;
+    T *hv = &heap_val(ql, 0);
+    index_type *hi = &heap_idx(ql, 0);
+    double const a_kept = hv[0]; // heap top: every discarded candidate scored >= this
+    team.team_barrier();
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kept), [&](int j) {
+      if (hi[j] < 0 || std::size_t(hi[j]) >= n)
+      {
+        nonfinite() = 1; // a sentinel survived: some score was NaN/Inf
+        hv[j] = Kokkos::Experimental::infinity_v<T>;
+        hi[j] = 0;
+        return;
+      }
+      hv[j] = key_of<M, T>(exact_score<M>(queries, qg, database, std::size_t(hi[j]), d));
+    });
+    team.team_barrier();
+    Kokkos::single(Kokkos::PerTeam(team), [&]() {
+      heap_make(hv, hi, kept);
+      heap_sort(hv, hi, kept);
+      bool proven = std::size_t(kept) >= n_eligible;
+      if (!proven)
+      {
+        double q_norm = q_aux(qg);
+        if constexpr (uses_centring(M))
+          q_norm = Kokkos::sqrt(q_norm);
+        double const bound = error_bound<M, T>(a_kept, q_norm, x_norm_max, d);
+        proven = a_kept - bound > exact_above_key<M>(hv[k - 1]);
+      }
+      redo(ql) = proven ? 0 : 1;
+      for (int j = 0; j < k; ++j)
+      {
+        out_idx(qg, j) = hi[j];
+        out_dist(qg, j) = reported<M>(hv[j]);
+      }
+    });
+  }
+};
+
+/// The slow path: exact scores of the whole database for queries the bound could not prove.
+template <Metric M, class ExecSpace, class T, class QV, class XV>
+struct ExactScanKernel
+{
+  using MS = typename ExecSpace::memory_space;
+  using Member = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
+  static constexpr int rows_per_thread = 4;
+  QV queries;
+  XV database;
+  Kokkos::View<T **, Kokkos::LayoutRight, MS> heap_val;
+  Kokkos::View<index_type **, Kokkos::LayoutRight, MS> heap_idx;
+  Kokkos::View<index_type **, Kokkos::LayoutRight, MS> out_idx;
+  Kokkos::View<T **, Kokkos::LayoutRight, MS> out_dist;
+  Kokkos::View<int *, MS> redo;
+  std::size_t d, q0, n;
+  int k;
+  bool exclude_self;
+
+  KOKKOS_FUNCTION void operator()(Member const &team) const
+  {
+    std::size_t const ql = team.league_rank();
+    if (redo(ql) == 0)
+      return;
+    std::size_t const qg = q0 + ql;
+    T *hv = &heap_val(ql, 0);
+    index_type *hi = &heap_idx(ql, 0);
+    std::size_t const block = std::size_t(team.team_size()) * rows_per_thread;
+    T *keys = static_cast<T *>(team.team_scratch(0).get_shmem(block * sizeof(T)));
+    Kokkos::single(Kokkos::PerTeam(team), [&]() {
+      for (int j = 0; j < k; ++j)
+      {
+        hv[j] = Kokkos::Experimental::infinity_v<T>;
+        hi[j] = Kokkos::Experimental::finite_max_v<index_type>;
+      }
+    });
+    for (std::size_t b0 = 0; b0 < n; b0 += block)
+    {
+      std::size_t const rows = b0 + block <= n ? block : n - b0;
+      team.team_barrier();
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows), [&](std::size_t r) {
+        keys[r] = key_of<M, T>(exact_score<M>(queries, qg, database, b0 + r, d));
+      });
+      team.team_barrier();
+      Kokkos::single(Kokkos::PerTeam(team), [&]() {
+        for (std::size_t r = 0; r < rows; ++r)
+        {
+          std::size_t const x = b0 + r;
+          if (exclude_self && x == qg)
+            continue;
+          if (keys[r] < hv[0])
+            heap_replace_top(hv, hi, k, keys[r], static_cast<index_type>(x));
+        }
+      });
+    }
+    team.team_barrier();
+    Kokkos::single(Kokkos::PerTeam(team), [&]() {
+      heap_sort(hv, hi, k);
+      for (int j = 0; j < k; ++j)
+      {
+        out_idx(qg, j) = hi[j];
+        out_dist(qg, j) = reported<M>(hv[j]);
+      }
+    });
+  }
+};
+
+/// Reports progress at most a few times a second (fencing first, so the fraction is true).
+class ProgressReporter
+{
+public:
+  explicit ProgressReporter(std::function<void(double)> const &cb) : _cb(cb) {}
+  template <class ExecSpace>
+  void update(ExecSpace const &space, double fraction)
+  {
+    if (!_cb)
+      return;
+    auto const now = std::chrono::steady_clock::now();
+    if (now - _last < std::chrono::milliseconds(200))
+      return;
+    space.fence("fastknn::search::progress");
+    _last = now;
+    _cb(fraction);
+  }
+  void done()
+  {
+    if (_cb)
+      _cb(1.0);
+  }
+
+private:
+  std::function<void(double)> const &_cb;
+  std::chrono::steady_clock::time_point _last = std::chrono::steady_clock::now();
+};
+
+template <Metric M, class ExecSpace, class XV, class QV>
+auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, Plan const &plan,
+                 SearchOptions const &opt)
+{
+  using T = std::remove_const_t<typename XV::value_type>;
+  using MS = typename ExecSpace::memory_space;
+  using Traits = backends::TileTraits<ExecSpace>;
+  constexpr int MR = Traits::query_block;
+  constexpr int NR = Traits::database_block;
+  using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  using Range = Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::size_t>>;
+  auto alloc = [&](char const *label) {
+    return Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label));
+  };
+
+  std::size_t const n = plan.n, q = plan.q, d = plan.d;
+  int const k = plan.k, kept = plan.kept;
+
+  // Centre for L2: the mean of up to 4096 evenly spaced rows. Any translation is exact for L2;
+  // this one just makes the norms, and so the expansion's cancellation, small.
+  Kokkos::View<T *, MS> centre(Kokkos::view_alloc(space, "fastknn::search::centre"), d);
+  if constexpr (uses_centring(M))
+  {
+    std::size_t const samples = n < 4096 ? n : 4096;
+    std::size_t const stride = n / samples;
+    Kokkos::parallel_for(
+        "fastknn::search::centre", Range(space, 0, d), KOKKOS_LAMBDA(std::size_t p) {
+          double s = 0;
+          for (std::size_t i = 0; i < samples; ++i)
+            s += database(i * stride, p);
+          centre(p) = static_cast<T>(s / double(samples));
+        });
+  }
+
+  Kokkos::View<T *, MS> x_aux(alloc("fastknn::search::database_norms"), n);
+  Kokkos::View<T *, MS> q_aux(alloc("fastknn::search::query_norms"), q);
+  RowStats<T> xs{}, qs{};
+  Kokkos::parallel_reduce("fastknn::search::check_database", Range(space, 0, n),
+                          RowPass<M, XV, T>{database, centre, x_aux, d}, xs);
+  Kokkos::parallel_reduce("fastknn::search::check_queries", Range(space, 0, q),
+                          RowPass<M, QV, T>{queries, centre, q_aux, d}, qs);
+  if (opt.check_finite)
+  {
+    require(xs.first_bad < 0, "database row " + std::to_string(xs.first_bad) +
+                                  " contains NaN or Inf; clean the data (or set "
+                                  "check_finite = false to skip this check)");
+    require(qs.first_bad < 0, "query row " + std::to_string(qs.first_bad) +
+                                  " contains NaN or Inf; clean the data (or set "
+                                  "check_finite = false to skip this check)");
+  }
+  // The fast score must not overflow T (squares for dot products, sums for L1): refuse such
+  // inputs rather than return a wrong answer.
+  double const t_max = double(Kokkos::Experimental::finite_max_v<T>);
+  double const limit = uses_dot(M) ? Kokkos::sqrt(t_max / (64.0 * double(d)))
+                                   : t_max / (4.0 * double(d));
+  double const biggest = xs.max_abs > qs.max_abs ? xs.max_abs : qs.max_abs;
+  require(!(biggest > limit),
+          "input values up to " + std::to_string(biggest) + " exceed " + std::to_string(limit) +
+              ", where this metric's accumulation overflows in this precision; scale the data "
+              "down (or pass double Views)");
+  if constexpr (M == Metric::Cosine)
+  {
+    require(xs.min_norm2 > 0, "a database row is all zeros: the cosine similarity is undefined "
+                              "for it; remove zero rows or use the inner product");
+    require(qs.min_norm2 > 0, "a query row is all zeros: the cosine similarity is undefined "
+                              "for it; remove zero rows or use the inner product");
+  }
+  double const x_norm_max = Kokkos::sqrt(xs.max_norm2);
+
+  Neighbors<MS, T> result{
+      Kokkos::View<index_type **, Kokkos::LayoutRight, MS>(alloc("fastknn::search::indices"), q, k),
+      Kokkos::View<T **, Kokkos::LayoutRight, MS>(alloc("fastknn::search::distances"), q, k)};
+
+  Kokkos::View<T *, MS> packed_x(alloc("fastknn::search::packed_database"), plan.db_tile * d);
+  Kokkos::View<T *, MS> packed_q(alloc("fastknn::search::packed_queries"), plan.query_tile * d);
+  Kokkos::View<T **, Kokkos::LayoutRight, MS> heap_val(alloc("fastknn::search::heap_values"),
+                                                       plan.query_tile, kept);
+  Kokkos::View<index_type **, Kokkos::LayoutRight, MS> heap_idx(
+      alloc("fastknn::search::heap_indices"), plan.query_tile, kept);
+  Kokkos::View<int *, MS> redo(Kokkos::view_alloc(space, "fastknn::search::redo"), plan.query_tile);
+  Kokkos::View<int, MS> nonfinite(Kokkos::view_alloc(space, "fastknn::search::nonfinite"));
+
+  bool const pack_once = plan.db_tile >= n;
+  auto pack_database = [&](std::size_t x0) {
+    std::size_t const rows = x0 + plan.db_tile <= n ? plan.db_tile : n - x0;
+    pack_rows<NR>(space, "fastknn::search::pack_database", database, x0, rows,
+                  round_up(rows, plan.chunk), d, centre, packed_x);
+  };
+  if (pack_once)
+    pack_database(0);
+
+  ProgressReporter progress(opt.progress);
+  std::size_t const chunks_per_query_tile = (round_up(n, plan.chunk)) / plan.chunk;
+  std::size_t const query_tiles = (q + plan.query_tile - 1) / plan.query_tile;
+  std::size_t const total_chunks = chunks_per_query_tile * query_tiles;
+  std::size_t chunks_done = 0;
+
+  for (std::size_t q0 = 0; q0 < q; q0 += plan.query_tile)
+  {
+    std::size_t const q_rows = q0 + plan.query_tile <= q ? plan.query_tile : q - q0;
+    std::size_t const blocks = (q_rows + MR - 1) / MR;
+    pack_rows<MR>(space, "fastknn::search::pack_queries", queries, q0, q_rows, blocks * MR, d,
+                  centre, packed_q);
+    auto hv = heap_val, hiv = heap_idx;
+    Kokkos::parallel_for(
+        "fastknn::search::init_heaps",
+        Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>>(space, {0, 0},
+                                                          {std::int64_t(q_rows), std::int64_t(kept)}),
+        KOKKOS_LAMBDA(std::int64_t i, std::int64_t j) {
+          hv(i, j) = Kokkos::Experimental::infinity_v<T>;
+          hiv(i, j) = Kokkos::Experimental::finite_max_v<index_type>;
+        });
+
+    for (std::size_t x0 = 0; x0 < n; x0 += plan.db_tile)
+    {
+      if (!pack_once)
+        pack_database(x0);
+      std::size_t const tile_rows = x0 + plan.db_tile <= n ? plan.db_tile : n - x0;
+      for (std::size_t c0 = 0; c0 < tile_rows; c0 += plan.chunk)
+      {
+        ChunkKernel<M, MR, NR, Traits::scratch_level, ExecSpace, T> kernel{
+            packed_q, packed_x, q_aux, x_aux, heap_val, heap_idx, d, q0, q_rows, x0, c0,
+            plan.chunk, n, kept, opt.exclude_self};
+        Policy policy(space, static_cast<int>(blocks), Traits::team_size);
+        policy.set_scratch_size(Traits::scratch_level, Kokkos::PerTeam(MR * plan.chunk * sizeof(T)));
+        Kokkos::parallel_for("fastknn::search::preselect_chunk", policy, kernel);
+        progress.update(space, 0.95 * double(++chunks_done) / double(total_chunks));
+      }
+    }
+
+    FinalizeKernel<M, ExecSpace, T, QV, XV> fin{
+        queries, database, q_aux, heap_val, heap_idx, result.indices, result.distances, redo,
+        nonfinite, d, q0, n, plan.n_eligible, k, kept, x_norm_max};
+    Kokkos::parallel_for("fastknn::search::exact_rerank",
+                         Policy(space, static_cast<int>(q_rows), Traits::team_size), fin);
+
+    int redo_count = 0;
+    Kokkos::parallel_reduce(
+        "fastknn::search::count_redo", Range(space, 0, q_rows),
+        KOKKOS_LAMBDA(std::size_t i, int &c) { c += redo(i); }, redo_count);
+    if (redo_count > 0)
+    {
+      ExactScanKernel<M, ExecSpace, T, QV, XV> scan{
+          queries, database, heap_val, heap_idx, result.indices, result.distances, redo, d, q0,
+          n, k, opt.exclude_self};
+      Policy policy(space, static_cast<int>(q_rows), Traits::team_size);
+      policy.set_scratch_size(
+          0, Kokkos::PerTeam(std::size_t(Traits::team_size) * scan.rows_per_thread * sizeof(T)));
+      Kokkos::parallel_for("fastknn::search::exact_scan", policy, scan);
+    }
+  }
+  int nonfinite_host = 0;
+  Kokkos::deep_copy(space, nonfinite_host, nonfinite);
+  space.fence("fastknn::search::done");
+  require(nonfinite_host == 0, "some distances are NaN or Inf (non-finite input with "
+                               "check_finite = false); clean the data or enable check_finite");
+  progress.done();
+  return result;
+}
+
+template <class ExecSpace>
+constexpr bool is_space_v = Kokkos::is_execution_space<ExecSpace>::value;
+
+} // namespace detail
+
+/// Exact k nearest neighbours of each query row among the database rows.
+/// `database` (N x D) and `queries` (Q x D) are rank-2 Views of float or double accessible from
+/// `space`. Returns Q x k indices and distances (best first, ties by smaller index) in the
+/// space's memory space. Throws fastknn::Error on invalid input.
+template <class ExecSpace, class DatabaseView, class QueryView>
+  requires detail::is_space_v<ExecSpace>
+Neighbors<typename ExecSpace::memory_space, std::remove_const_t<typename DatabaseView::value_type>>
+search(ExecSpace const &space, DatabaseView const &database, QueryView const &queries, int k,
+       SearchOptions const &options = {})
+{
+  using T = std::remove_const_t<typename DatabaseView::value_type>;
+  static_assert(Kokkos::is_view<DatabaseView>::value && Kokkos::is_view<QueryView>::value,
+                "fastknn::search: database and queries must be Kokkos::Views");
+  static_assert(DatabaseView::rank() == 2 && QueryView::rank() == 2,
+                "fastknn::search: database and queries must be rank-2 Views (rows x dimension)");
+  static_assert(std::is_same_v<T, std::remove_const_t<typename QueryView::value_type>>,
+                "fastknn::search: database and queries must have the same value type");
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                "fastknn::search: values must be float or double");
+  static_assert(
+      Kokkos::SpaceAccessibility<ExecSpace, typename DatabaseView::memory_space>::accessible,
+      "fastknn::search: the database View must be accessible from the execution space");
+  static_assert(
+      Kokkos::SpaceAccessibility<ExecSpace, typename QueryView::memory_space>::accessible,
+      "fastknn::search: the queries View must be accessible from the execution space");
+  Kokkos::Profiling::ScopedRegion region("fastknn::search");
+
+  using Traits = backends::TileTraits<ExecSpace>;
+  detail::Plan const plan = detail::make_plan(
+      database.extent(0), queries.extent(0), database.extent(1), queries.extent(1), k, options,
+      sizeof(T), Traits::query_block, Traits::database_block, Traits::chunk_bytes,
+      Traits::max_chunk_rows);
+  switch (options.metric)
+  {
+  case Metric::L2Squared:
+    return detail::search_impl<Metric::L2Squared>(space, database, queries, plan, options);
+  case Metric::L2:
+    return detail::search_impl<Metric::L2>(space, database, queries, plan, options);
+  case Metric::L1:
+    return detail::search_impl<Metric::L1>(space, database, queries, plan, options);
+  case Metric::InnerProduct:
+    return detail::search_impl<Metric::InnerProduct>(space, database, queries, plan, options);
+  case Metric::Cosine:
+    return detail::search_impl<Metric::Cosine>(space, database, queries, plan, options);
+  }
+  throw Error("unknown metric value " + std::to_string(int(options.metric)));
+}
+
+/// Results of the host convenience overload: row-major Q x k.
+template <class T>
+struct HostNeighbors
+{
+  std::size_t queries = 0;
+  int k = 0;
+  std::vector<index_type> indices;
+  std::vector<T> distances;
+};
+
+/// Host convenience overload for code that does not use Kokkos: row-major arrays in, vectors
+/// out, run on Kokkos' default execution space (Kokkos must be initialised, e.g. by a
+/// Kokkos::ScopeGuard). Returns Q x k neighbours, best first.
+template <class T>
+  requires(std::is_same_v<T, float> || std::is_same_v<T, double>)
+HostNeighbors<T> search(std::span<T const> database, std::span<T const> queries, std::size_t dim,
+                        int k, SearchOptions const &options = {})
+{
+  detail::require(Kokkos::is_initialized(),
+          "Kokkos is not initialised; create a Kokkos::ScopeGuard before calling search");
+  detail::require(dim > 0, "the dimension is 0; points need at least one coordinate");
+  detail::require(database.size() % dim == 0, "database length " + std::to_string(database.size()) +
+                                          " is not a multiple of the dimension " +
+                                          std::to_string(dim));
+  detail::require(queries.size() % dim == 0, "query length " + std::to_string(queries.size()) +
+                                         " is not a multiple of the dimension " +
+                                         std::to_string(dim));
+  using Space = Kokkos::DefaultExecutionSpace;
+  using Unmanaged = Kokkos::View<T const **, Kokkos::LayoutRight, Kokkos::HostSpace,
+                                 Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  Unmanaged x(database.data(), database.size() / dim, dim);
+  Unmanaged y(queries.data(), queries.size() / dim, dim);
+  Space space;
+  auto xd = Kokkos::create_mirror_view_and_copy(space, x);
+  auto yd = Kokkos::create_mirror_view_and_copy(space, y);
+  auto found = search(space, xd, yd, k, options);
+  HostNeighbors<T> out;
+  out.queries = y.extent(0);
+  out.k = k;
+  out.indices.resize(out.queries * std::size_t(k));
+  out.distances.resize(out.queries * std::size_t(k));
+  Kokkos::View<index_type **, Kokkos::LayoutRight, Kokkos::HostSpace> hi(out.indices.data(),
+                                                                          out.queries, k);
+  Kokkos::View<T **, Kokkos::LayoutRight, Kokkos::HostSpace> hd(out.distances.data(), out.queries,
+                                                                 k);
+  Kokkos::deep_copy(space, hi, found.indices);
+  Kokkos::deep_copy(space, hd, found.distances);
+  space.fence("fastknn::search::host_copy");
+  return out;
+}
+
+} // namespace fastknn

@@ -1,0 +1,119 @@
+// Every invalid input throws fastknn::Error whose message names the problem.
+
+#include "enabled_spaces.hpp"
+#include "helpers.hpp"
+
+#include <catch2/catch_template_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include <limits>
+
+using namespace fastknn;
+using namespace fastknn::test;
+using Catch::Matchers::ContainsSubstring;
+
+namespace
+{
+template <class Space>
+void expect_error(std::vector<float> const &x, std::size_t n, std::vector<float> const &q,
+                  std::size_t nq, std::size_t d, std::size_t dq, int k, SearchOptions const &opt,
+                  std::string const &needle)
+{
+  Space space;
+  auto xd = to_device(space, x, n, d);
+  auto qd = to_device(space, q, nq, dq);
+  REQUIRE_THROWS_WITH(fastknn::search(space, xd, qd, k, opt), ContainsSubstring(needle));
+  REQUIRE_THROWS_AS(fastknn::search(space, xd, qd, k, opt), fastknn::Error);
+}
+} // namespace
+
+TEMPLATE_LIST_TEST_CASE("invalid arguments are refused with a clear message", "[errors]",
+                        EnabledSpaces)
+{
+  auto x = random_matrix<float>(50, 4, 1);
+  auto q = random_matrix<float>(6, 4, 2);
+  SearchOptions opt;
+  SECTION("k < 1") { expect_error<TestType>(x, 50, q, 6, 4, 4, 0, opt, "k must be at least 1"); }
+  SECTION("k > N") { expect_error<TestType>(x, 50, q, 6, 4, 4, 51, opt, "larger than the database"); }
+  SECTION("k > N-1 with exclude_self")
+  {
+    opt.exclude_self = true;
+    expect_error<TestType>(x, 50, x, 50, 4, 4, 50, opt, "k <= N-1");
+  }
+  SECTION("exclude_self with different query count")
+  {
+    opt.exclude_self = true;
+    expect_error<TestType>(x, 50, q, 6, 4, 4, 3, opt, "Q == N");
+  }
+  SECTION("dimension mismatch")
+  {
+    auto q3 = random_matrix<float>(6, 3, 2);
+    expect_error<TestType>(x, 50, q3, 6, 4, 3, 3, opt, "dimension mismatch");
+  }
+  SECTION("empty database") { expect_error<TestType>({}, 0, q, 6, 4, 4, 1, opt, "database is empty"); }
+  SECTION("empty queries") { expect_error<TestType>(x, 50, {}, 0, 4, 4, 1, opt, "query set is empty"); }
+  SECTION("zero dimension") { expect_error<TestType>({}, 50, {}, 6, 0, 0, 1, opt, "dimension is 0"); }
+  SECTION("NaN in the database")
+  {
+    x[7 * 4 + 2] = std::numeric_limits<float>::quiet_NaN();
+    expect_error<TestType>(x, 50, q, 6, 4, 4, 3, opt, "database row 7 contains NaN or Inf");
+  }
+  SECTION("Inf in the queries")
+  {
+    q[3 * 4] = -std::numeric_limits<float>::infinity();
+    expect_error<TestType>(x, 50, q, 6, 4, 4, 3, opt, "query row 3 contains NaN or Inf");
+  }
+  SECTION("NaN with the check off is still not returned silently")
+  {
+    x[0] = std::numeric_limits<float>::quiet_NaN();
+    for (std::size_t i = 1; i < 50; ++i)
+      x[i * 4] = std::numeric_limits<float>::quiet_NaN();
+    opt.check_finite = false;
+    expect_error<TestType>(x, 50, q, 6, 4, 4, 3, opt, "NaN or Inf");
+  }
+  SECTION("values whose squares overflow float")
+  {
+    x[5] = 1e30f;
+    expect_error<TestType>(x, 50, q, 6, 4, 4, 3, opt, "overflow");
+  }
+  SECTION("a zero row under cosine")
+  {
+    std::fill_n(&x[9 * 4], 4, 0.0f);
+    opt.metric = Metric::Cosine;
+    expect_error<TestType>(x, 50, q, 6, 4, 4, 3, opt, "all zeros");
+  }
+  SECTION("a workspace budget too small for one tile")
+  {
+    opt.workspace_bytes = 1000;
+    expect_error<TestType>(x, 50, q, 6, 4, 4, 3, opt, "workspace budget");
+  }
+}
+
+TEST_CASE("sizes that overflow the index type are refused before allocating", "[errors]")
+{
+  SearchOptions opt;
+  std::size_t const huge = std::size_t(1) << 32;
+  REQUIRE_THROWS_WITH(detail::make_plan(huge, 10, 8, 8, 5, opt, 4, 12, 32, 1 << 18, 4096),
+                      ContainsSubstring("32-bit index type"));
+  REQUIRE_THROWS_WITH(detail::make_plan(1000, 10, std::size_t(1) << 62, std::size_t(1) << 62, 5,
+                                        opt, 4, 12, 32, 1 << 18, 4096),
+                      ContainsSubstring("too large"));
+  // Q x k results of 12 bytes each do not fit in 64 bits.
+  std::size_t const big = (std::size_t(1) << 31) - 2;
+  REQUIRE_THROWS_WITH(detail::make_plan(big, big, 8, 8, (long long)(big), opt, 4, 12, 32, 1 << 18,
+                                        4096),
+                      ContainsSubstring("overflows"));
+  REQUIRE_THROWS_AS(detail::make_plan(huge, 10, 8, 8, 5, opt, 4, 12, 32, 1 << 18, 4096),
+                    fastknn::Error);
+}
+
+TEST_CASE("metric names parse as the command line spells them", "[errors]")
+{
+  CHECK(parse_metric("l2") == Metric::L2);
+  CHECK(parse_metric("euclidean") == Metric::L2);
+  CHECK(parse_metric("sqeuclidean") == Metric::L2Squared);
+  CHECK(parse_metric("manhattan") == Metric::L1);
+  CHECK(parse_metric("ip") == Metric::InnerProduct);
+  CHECK(parse_metric("cosine") == Metric::Cosine);
+  REQUIRE_THROWS_WITH(parse_metric("hamming"), ContainsSubstring("unknown metric 'hamming'"));
+}

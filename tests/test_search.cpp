@@ -1,0 +1,185 @@
+// Random data of several shapes on every enabled execution space, against the float64
+// direct-difference reference.
+
+#include "enabled_spaces.hpp"
+#include "helpers.hpp"
+
+#include <catch2/catch_template_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
+
+using namespace fastknn;
+using namespace fastknn::test;
+
+namespace
+{
+struct Shape
+{
+  std::size_t n, q, d;
+};
+
+template <class Space, class T>
+void check_random(Shape s, int k, Metric metric, unsigned seed, bool strict_indices = true)
+{
+  auto x = random_matrix<T>(s.n, s.d, seed, -1.0, 1.0);
+  auto q = random_matrix<T>(s.q, s.d, seed + 1, -1.0, 1.0);
+  SearchOptions opt;
+  opt.metric = metric;
+  auto r = run_search<Space>(x, s.n, q, s.q, s.d, k, opt);
+  auto c = compare_with_reference(r, x, s.n, q, s.d, opt);
+  INFO("N=" << s.n << " Q=" << s.q << " D=" << s.d << " k=" << k << " metric="
+            << metric_name(metric) << " " << c.first_problem);
+  CHECK(c.bad_value == 0);
+  CHECK(c.wrong_index == 0);
+  if (strict_indices)
+    CHECK(c.index_differs == 0);
+}
+} // namespace
+
+TEMPLATE_LIST_TEST_CASE("random shapes, every metric, match the reference", "[search]",
+                        EnabledSpaces)
+{
+  auto const metric = GENERATE(Metric::L2Squared, Metric::L2, Metric::L1, Metric::InnerProduct,
+                               Metric::Cosine);
+  auto const shape = GENERATE(Shape{1237, 53, 1}, Shape{1237, 53, 3}, Shape{611, 29, 784},
+                              Shape{433, 17, 1000});
+  auto const k = GENERATE(1, 10, 100);
+  // D = 1 has exact value ties between different points by construction; compare tie-tolerantly.
+  check_random<TestType, float>(shape, k, metric, 7 + unsigned(shape.d), shape.d > 1);
+}
+
+TEMPLATE_LIST_TEST_CASE("k = N returns the whole database ranked", "[search]", EnabledSpaces)
+{
+  auto const metric = GENERATE(Metric::L2Squared, Metric::L1, Metric::Cosine);
+  check_random<TestType, float>({157, 11, 24}, 157, metric, 3);
+}
+
+TEMPLATE_LIST_TEST_CASE("double inputs match the reference", "[search][double]", EnabledSpaces)
+{
+  auto const metric = GENERATE(Metric::L2Squared, Metric::L2, Metric::L1, Metric::InnerProduct,
+                               Metric::Cosine);
+  check_random<TestType, double>({1000, 31, 67}, 10, metric, 11);
+}
+
+TEMPLATE_LIST_TEST_CASE("planted exact ties come back in index order", "[search][ties]",
+                        EnabledSpaces)
+{
+  // 40 distinct points, each copied to 5 scattered indices; queries are some of the points.
+  std::size_t const d = 9, distinct = 40, copies = 5, n = distinct * copies;
+  auto base = random_matrix<float>(distinct, d, 21);
+  std::vector<float> x(n * d);
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t p = 0; p < d; ++p)
+      x[i * d + p] = base[(i % distinct) * d + p]; // row i is a copy of point i % 40
+  std::vector<float> q(base.begin(), base.begin() + 8 * d);
+  auto const metric = GENERATE(Metric::L2Squared, Metric::L2, Metric::L1, Metric::InnerProduct,
+                               Metric::Cosine);
+  SearchOptions opt;
+  opt.metric = metric;
+  auto r = run_search<TestType>(x, n, q, 8, d, int(2 * copies), opt);
+  for (std::size_t i = 0; i < 8; ++i)
+  {
+    if (!is_similarity(metric))
+    {
+      // The query's own point, at indices i, i+40, ..., i+160, comes first, in index order.
+      for (std::size_t c = 0; c < copies; ++c)
+      {
+        CHECK(r.idx(i, int(c)) == index_type(i + c * distinct));
+        CHECK(r.val(i, int(c)) == 0.0f);
+      }
+    }
+    // Every group of equal values is in ascending index order.
+    for (int j = 1; j < r.k; ++j)
+      if (r.val(i, j) == r.val(i, j - 1))
+        CHECK(r.idx(i, j) > r.idx(i, j - 1));
+  }
+  auto c = compare_with_reference(r, x, n, q, d, opt);
+  CHECK(c.wrong_index == 0);
+  CHECK(c.bad_value == 0);
+}
+
+TEMPLATE_LIST_TEST_CASE("exclude_self never returns the query, even with duplicates",
+                        "[search][exclude_self]", EnabledSpaces)
+{
+  std::size_t const d = 5, n = 300;
+  auto x = random_matrix<float>(n, d, 5);
+  for (std::size_t i = 0; i < n; i += 3) // rows 0, 3, 6, ... are duplicated at i+1
+    if (i + 1 < n)
+      std::copy_n(&x[i * d], d, &x[(i + 1) * d]);
+  auto const metric = GENERATE(Metric::L2Squared, Metric::L1, Metric::Cosine);
+  SearchOptions opt;
+  opt.metric = metric;
+  opt.exclude_self = true;
+  auto r = run_search<TestType>(x, n, x, n, d, 7, opt);
+  for (std::size_t i = 0; i < n; ++i)
+    for (int j = 0; j < 7; ++j)
+      CHECK(r.idx(i, j) != index_type(i));
+  if (metric != Metric::Cosine)
+    for (std::size_t i = 0; i + 1 < n; i += 3)
+    {
+      CHECK(r.idx(i, 0) == index_type(i + 1)); // the duplicate, at distance 0
+      CHECK(r.idx(i + 1, 0) == index_type(i));
+      CHECK(r.val(i, 0) == 0.0f);
+    }
+  auto c = compare_with_reference(r, x, n, x, d, opt);
+  CHECK(c.wrong_index == 0);
+  CHECK(c.bad_value == 0);
+}
+
+TEMPLATE_LIST_TEST_CASE("a small budget forces many tiles and gives the identical answer",
+                        "[search][tiling]", EnabledSpaces)
+{
+  std::size_t const n = 5003, nq = 301, d = 37;
+  auto x = random_matrix<float>(n, d, 17);
+  auto q = random_matrix<float>(nq, d, 18);
+  auto const metric = GENERATE(Metric::L2Squared, Metric::L1, Metric::InnerProduct);
+  SearchOptions big, small;
+  big.metric = small.metric = metric;
+  small.workspace_bytes = 200 * 1024; // forces several database and query tiles
+  auto a = run_search<TestType>(x, n, q, nq, d, 20, big);
+  auto b = run_search<TestType>(x, n, q, nq, d, 20, small);
+  CHECK(a.index == b.index);
+  CHECK(a.value == b.value);
+  auto c = compare_with_reference(b, x, n, q, d, small);
+  CHECK(c.wrong_index == 0);
+  CHECK(c.bad_value == 0);
+}
+
+TEMPLATE_LIST_TEST_CASE("near-equidistant points exercise the exact fallback", "[search][exact]",
+                        EnabledSpaces)
+{
+  // Points on a sphere around the query at radii differing by ~1e-6 relative: the float
+  // pre-selection cannot separate them, so the proof fails and the exact scan decides.
+  std::size_t const n = 400, d = 16;
+  std::vector<double> xd(n * d), qd(d, 0.5);
+  std::mt19937_64 gen(3);
+  std::normal_distribution<double> g;
+  for (std::size_t i = 0; i < n; ++i)
+  {
+    double norm = 0;
+    for (std::size_t p = 0; p < d; ++p)
+      norm += (xd[i * d + p] = g(gen)) * xd[i * d + p];
+    double const radius = 1000.0 * (1.0 + 1e-6 * double(i % 97));
+    for (std::size_t p = 0; p < d; ++p)
+      xd[i * d + p] = 0.5 + xd[i * d + p] / std::sqrt(norm) * radius;
+  }
+  std::vector<float> x(xd.begin(), xd.end()), q(qd.begin(), qd.end());
+  SearchOptions opt;
+  opt.metric = GENERATE(Metric::L2Squared, Metric::L2);
+  auto r = run_search<TestType>(x, n, q, 1, d, 5, opt);
+  auto c = compare_with_reference(r, x, n, q, d, opt, 1e-7);
+  INFO(c.first_problem);
+  CHECK(c.wrong_index == 0);
+  CHECK(c.bad_value == 0);
+}
+
+TEMPLATE_LIST_TEST_CASE("host convenience overload", "[search][host]", EnabledSpaces)
+{
+  std::size_t const n = 200, nq = 9, d = 6;
+  auto x = random_matrix<float>(n, d, 1);
+  auto q = random_matrix<float>(nq, d, 2);
+  auto host = fastknn::search(std::span<float const>(x), std::span<float const>(q), d, 4);
+  auto r = run_search<TestType>(x, n, q, nq, d, 4);
+  CHECK(host.indices == r.index);
+  CHECK(host.distances == r.value);
+  CHECK(host.queries == nq);
+}
