@@ -18,7 +18,8 @@ export DEBIAN_FRONTEND=noninteractive
 # Packages from bookworm (the default release).
 BOOKWORM_PKGS=(g++ cmake make pkg-config zlib1g-dev libeigen3-dev libbenchmark-dev
                dataset-fashion-mnist python3 python3-numpy python3-sklearn python3-faiss
-               python3-matplotlib clang libclang-rt-14-dev)
+               python3-matplotlib python3-threadpoolctl libopenblas0-pthread clang
+               libclang-rt-14-dev)
 # Packages from sid (pinned at priority 100).
 SID_PKGS=(libkokkos-dev libcatch2-dev)
 

@@ -334,7 +334,8 @@ class SklearnNN:
 
 
 class NumpyGemm:
-    """‖q‖² + ‖x‖² − 2 Q Xᵀ in float32 query blocks, argpartition, sort of the k."""
+    """‖q‖² + ‖x‖² − 2 Q Xᵀ in float32 query blocks, argpartition, sort of the k
+    (argmin for k=1: numpy's argpartition with kth=0 is pathologically slow)."""
     name = "numpy-gemm"
 
     def __init__(self, metric, threads):
@@ -370,6 +371,9 @@ class NumpyGemm:
                 g += np.einsum("ij,ij->i", qb, qb)[:, None]
             else:                                      # ip / cosine: larger is nearer
                 np.negative(g, out=g)
+            if k_eff == 1:                             # argpartition(kth=0) is very slow
+                out[s:s + qb.shape[0], 0] = g.argmin(axis=1)
+                continue
             if k_eff < n:
                 cand = np.argpartition(g, k_eff - 1, axis=1)[:, :k_eff]
             else:
