@@ -68,6 +68,17 @@ inline Metric parse_metric(std::string_view s)
               "': use one of l2, sqeuclidean, l1, cosine, ip");
 }
 
+/// What one search did, filled in when SearchOptions::stats points to it.
+struct SearchStats
+{
+  std::size_t workspace_bytes = 0; ///< bytes of scratch the plan allocated
+  std::size_t query_tiles = 0;     ///< query tiles processed
+  std::size_t database_tiles = 0;  ///< times (a tile of) the database was packed
+  std::size_t chunk_rows = 0;      ///< database rows per fused pre-selection launch
+  int kept = 0;                    ///< candidates kept per query before the exact re-ranking
+  std::size_t exact_fallbacks = 0; ///< queries redone by an exact scan (no proof from the bound)
+};
+
 /// Options of fastknn::search. The defaults suit most uses.
 struct SearchOptions
 {
@@ -81,6 +92,8 @@ struct SearchOptions
   bool check_finite = true;
   /// Called on the host with the fraction done (0..1) while a long search runs.
   std::function<void(double)> progress;
+  /// If set, receives what the search did (tiling, exact fallbacks).
+  SearchStats *stats = nullptr;
 };
 
 /// Result of a search: row q holds the k neighbours of query q, best first; ties in value keep

@@ -113,15 +113,17 @@ void pack_rows(ExecSpace const &space, char const *label, V const &data, std::si
 /// Pre-selection over one chunk of the packed database: each team scores one block of MR
 /// queries against every row of the chunk (register-blocked), keeps the MR x chunk scores in
 /// team scratch, then merges them into the queries' bounded heaps.
-template <Metric M, int MR, int NR, int Level, class ExecSpace, class T>
+template <Metric M, int MR, int NR, int KC, int Level, class ExecSpace, class T>
 struct ChunkKernel
 {
   using MS = typename ExecSpace::memory_space;
   using Member = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
   Kokkos::View<T *, MS> packed_q, packed_x;
   Kokkos::View<T *, MS> q_aux, x_aux; // indexed by global row
-  Kokkos::View<T **, Kokkos::LayoutRight, MS> heap_val;
-  Kokkos::View<index_type **, Kokkos::LayoutRight, MS> heap_idx;
+  Kokkos::View<T **, Kokkos::LayoutRight, MS> cand_val; // per query: buffer of 2 x kept
+  Kokkos::View<index_type **, Kokkos::LayoutRight, MS> cand_idx;
+  Kokkos::View<int *, MS> cand_count;
+  Kokkos::View<T *, MS> cand_threshold;
   std::size_t d, q0, q_rows, x0, chunk0, chunk_rows, n;
   int kept;
   bool exclude_self;
@@ -131,64 +133,93 @@ struct ChunkKernel
     int const bi = team.league_rank();
     T *scores = static_cast<T *>(team.team_scratch(Level).get_shmem(MR * chunk_rows * sizeof(T)));
     int const panels = static_cast<int>(chunk_rows / NR);
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, panels), [&](int pj) {
-      T const *a = packed_q.data() + std::size_t(bi) * d * MR;
-      T const *b = packed_x.data() + (chunk0 / NR + pj) * d * NR;
-      T acc[MR][NR];
-      for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NR; ++j)
-          acc[i][j] = T(0);
-      for (std::size_t p = 0; p < d; ++p)
-      {
-        T const *ap = a + p * MR;
-        T const *bp = b + p * NR;
+    // The depth loop is blocked (KC) so that a block of queries and a panel of the chunk stay
+    // in L1 while the register block accumulates; partial sums wait in the scores scratch.
+    for (std::size_t k0 = 0; k0 < d; k0 += KC)
+    {
+      std::size_t const k1 = k0 + KC < d ? k0 + KC : d;
+      bool const first = k0 == 0, last = k1 == d;
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, panels), [&](int pj) {
+        T const *a = packed_q.data() + std::size_t(bi) * d * MR;
+        T const *b = packed_x.data() + (chunk0 / NR + pj) * d * NR;
+        T *out = scores + std::size_t(pj) * NR;
+        T acc[MR][NR];
         for (int i = 0; i < MR; ++i)
-        {
-          T const ai = ap[i];
           for (int j = 0; j < NR; ++j)
+            acc[i][j] = first ? T(0) : out[i * chunk_rows + j];
+        for (std::size_t p = k0; p < k1; ++p)
+        {
+          T const *ap = a + p * MR;
+          T const *bp = b + p * NR;
+          for (int i = 0; i < MR; ++i)
           {
-            if constexpr (uses_dot(M))
-              acc[i][j] += ai * bp[j];
-            else
-              acc[i][j] += Kokkos::fabs(ai - bp[j]);
+            T const ai = ap[i];
+            for (int j = 0; j < NR; ++j)
+            {
+              if constexpr (uses_dot(M))
+                acc[i][j] += ai * bp[j];
+              else
+                acc[i][j] += Kokkos::fabs(ai - bp[j]);
+            }
           }
         }
-      }
-      for (int i = 0; i < MR; ++i)
-      {
-        std::size_t const qg = q0 + std::size_t(bi) * MR + i;
-        T const qa = qg < q0 + q_rows ? q_aux(qg) : T(0);
-        for (int j = 0; j < NR; ++j)
+        if (!last)
         {
-          std::size_t const xg = x0 + chunk0 + std::size_t(pj) * NR + j;
-          T const xa = xg < n ? x_aux(xg) : T(0);
-          scores[i * chunk_rows + std::size_t(pj) * NR + j] = fast_score<M>(acc[i][j], qa, xa);
+          for (int i = 0; i < MR; ++i)
+            for (int j = 0; j < NR; ++j)
+              out[i * chunk_rows + j] = acc[i][j];
+          return;
         }
-      }
-    });
+        for (int i = 0; i < MR; ++i)
+        {
+          std::size_t const qg = q0 + std::size_t(bi) * MR + i;
+          T const qa = qg < q0 + q_rows ? q_aux(qg) : T(0);
+          for (int j = 0; j < NR; ++j)
+          {
+            std::size_t const xg = x0 + chunk0 + std::size_t(pj) * NR + j;
+            T const xa = xg < n ? x_aux(xg) : T(0);
+            out[i * chunk_rows + j] = fast_score<M>(acc[i][j], qa, xa);
+          }
+        }
+      });
+      team.team_barrier();
+    }
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, MR), [&](int i) {
       std::size_t const ql = std::size_t(bi) * MR + i;
       if (ql >= q_rows)
         return;
       std::size_t const qg = q0 + ql;
-      T *hv = &heap_val(ql, 0);
-      index_type *hi = &heap_idx(ql, 0);
-      T top = hv[0];
+      // Candidates below the threshold are appended; a full buffer is cut back to the kept
+      // smallest, whose largest becomes the new threshold (FAISS-style reservoir: appends are
+      // cheap and branch-predictable, unlike heap insertions, which matters for large k).
+      T *cv = &cand_val(ql, 0);
+      index_type *ci = &cand_idx(ql, 0);
+      int const capacity = 2 * kept;
+      int count = cand_count(ql);
+      T threshold = cand_threshold(ql);
       std::size_t const first = x0 + chunk0;
       std::size_t const valid = first + chunk_rows <= n ? chunk_rows : n - first;
       T const *row = scores + i * chunk_rows;
       for (std::size_t j = 0; j < valid; ++j)
       {
         // Rows arrive in increasing index order, so strict < keeps the smaller index on ties.
-        if (row[j] < top)
+        if (row[j] < threshold)
         {
           if (exclude_self && first + j == qg)
             continue;
-          heap_replace_top(hv, hi, kept, row[j], static_cast<index_type>(first + j));
-          top = hv[0];
+          cv[count] = row[j];
+          ci[count] = static_cast<index_type>(first + j);
+          if (++count == capacity)
+          {
+            select_smallest(cv, ci, count, kept);
+            count = kept;
+            threshold = cv[kept - 1];
+          }
         }
       }
+      cand_count(ql) = count;
+      cand_threshold(ql) = threshold;
     });
   }
 };
@@ -204,6 +235,7 @@ struct FinalizeKernel
   Kokkos::View<T *, MS> q_aux;
   Kokkos::View<T **, Kokkos::LayoutRight, MS> heap_val;
   Kokkos::View<index_type **, Kokkos::LayoutRight, MS> heap_idx;
+  Kokkos::View<int *, MS> cand_count;
   Kokkos::View<index_type **, Kokkos::LayoutRight, MS> out_idx;
   Kokkos::View<T **, Kokkos::LayoutRight, MS> out_dist;
   Kokkos::View<int *, MS> redo; // per query of the tile: 1 = no proof, redo exactly
@@ -218,10 +250,20 @@ struct FinalizeKernel
     std::size_t const qg = q0 + ql;
     T *hv = &heap_val(ql, 0);
     index_type *hi = &heap_idx(ql, 0);
-    double const a_kept = hv[0]; // heap top: every discarded candidate scored >= this
+    int const count = cand_count(ql);
+    Kokkos::single(Kokkos::PerTeam(team), [&]() {
+      if (count > kept)
+        select_smallest(hv, hi, count, kept);
+    });
+    team.team_barrier();
+    // The largest kept fast score: every discarded candidate scored at least this.
+    T a_kept_t = hv[0];
+    for (int j = 1; j < kept; ++j)
+      a_kept_t = hv[j] > a_kept_t ? hv[j] : a_kept_t;
+    double const a_kept = a_kept_t;
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kept), [&](int j) {
-      if (hi[j] < 0 || std::size_t(hi[j]) >= n)
+      if (j >= count || hi[j] < 0 || std::size_t(hi[j]) >= n)
       {
         nonfinite() = 1; // a sentinel survived: some score was NaN/Inf
         hv[j] = Kokkos::Experimental::infinity_v<T>;
@@ -422,10 +464,13 @@ auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, 
 
   Kokkos::View<T *, MS> packed_x(alloc("fastknn::search::packed_database"), plan.db_tile * d);
   Kokkos::View<T *, MS> packed_q(alloc("fastknn::search::packed_queries"), plan.query_tile * d);
-  Kokkos::View<T **, Kokkos::LayoutRight, MS> heap_val(alloc("fastknn::search::heap_values"),
-                                                       plan.query_tile, kept);
+  Kokkos::View<T **, Kokkos::LayoutRight, MS> heap_val(alloc("fastknn::search::candidate_values"),
+                                                       plan.query_tile, 2 * kept);
   Kokkos::View<index_type **, Kokkos::LayoutRight, MS> heap_idx(
-      alloc("fastknn::search::heap_indices"), plan.query_tile, kept);
+      alloc("fastknn::search::candidate_indices"), plan.query_tile, 2 * kept);
+  Kokkos::View<int *, MS> cand_count(alloc("fastknn::search::candidate_count"), plan.query_tile);
+  Kokkos::View<T *, MS> cand_threshold(alloc("fastknn::search::candidate_threshold"),
+                                       plan.query_tile);
   Kokkos::View<int *, MS> redo(Kokkos::view_alloc(space, "fastknn::search::redo"), plan.query_tile);
   Kokkos::View<int, MS> nonfinite(Kokkos::view_alloc(space, "fastknn::search::nonfinite"));
 
@@ -443,6 +488,7 @@ auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, 
   std::size_t const query_tiles = (q + plan.query_tile - 1) / plan.query_tile;
   std::size_t const total_chunks = chunks_per_query_tile * query_tiles;
   std::size_t chunks_done = 0;
+  std::size_t fallbacks = 0, packs = pack_once ? 1 : 0;
 
   for (std::size_t q0 = 0; q0 < q; q0 += plan.query_tile)
   {
@@ -450,25 +496,24 @@ auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, 
     std::size_t const blocks = (q_rows + MR - 1) / MR;
     pack_rows<MR>(space, "fastknn::search::pack_queries", queries, q0, q_rows, blocks * MR, d,
                   centre, packed_q);
-    auto hv = heap_val, hiv = heap_idx;
     Kokkos::parallel_for(
-        "fastknn::search::init_heaps",
-        Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>>(space, {0, 0},
-                                                          {std::int64_t(q_rows), std::int64_t(kept)}),
-        KOKKOS_LAMBDA(std::int64_t i, std::int64_t j) {
-          hv(i, j) = Kokkos::Experimental::infinity_v<T>;
-          hiv(i, j) = Kokkos::Experimental::finite_max_v<index_type>;
+        "fastknn::search::init_candidates", Range(space, 0, q_rows), KOKKOS_LAMBDA(std::size_t i) {
+          cand_count(i) = 0;
+          cand_threshold(i) = Kokkos::Experimental::infinity_v<T>;
         });
 
     for (std::size_t x0 = 0; x0 < n; x0 += plan.db_tile)
     {
       if (!pack_once)
+      {
         pack_database(x0);
+        ++packs;
+      }
       std::size_t const tile_rows = x0 + plan.db_tile <= n ? plan.db_tile : n - x0;
       for (std::size_t c0 = 0; c0 < tile_rows; c0 += plan.chunk)
       {
-        ChunkKernel<M, MR, NR, Traits::scratch_level, ExecSpace, T> kernel{
-            packed_q, packed_x, q_aux, x_aux, heap_val, heap_idx, d, q0, q_rows, x0, c0,
+        ChunkKernel<M, MR, NR, Traits::depth_block, Traits::scratch_level, ExecSpace, T> kernel{
+            packed_q, packed_x, q_aux, x_aux, heap_val, heap_idx, cand_count, cand_threshold, d, q0, q_rows, x0, c0,
             plan.chunk, n, kept, opt.exclude_self};
         Policy policy(space, static_cast<int>(blocks), Traits::team_size);
         policy.set_scratch_size(Traits::scratch_level, Kokkos::PerTeam(MR * plan.chunk * sizeof(T)));
@@ -478,7 +523,7 @@ auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, 
     }
 
     FinalizeKernel<M, ExecSpace, T, QV, XV> fin{
-        queries, database, q_aux, heap_val, heap_idx, result.indices, result.distances, redo,
+        queries, database, q_aux, heap_val, heap_idx, cand_count, result.indices, result.distances, redo,
         nonfinite, d, q0, n, plan.n_eligible, k, kept, x_norm_max};
     Kokkos::parallel_for("fastknn::search::exact_rerank",
                          Policy(space, static_cast<int>(q_rows), Traits::team_size), fin);
@@ -487,6 +532,7 @@ auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, 
     Kokkos::parallel_reduce(
         "fastknn::search::count_redo", Range(space, 0, q_rows),
         KOKKOS_LAMBDA(std::size_t i, int &c) { c += redo(i); }, redo_count);
+    fallbacks += std::size_t(redo_count);
     if (redo_count > 0)
     {
       ExactScanKernel<M, ExecSpace, T, QV, XV> scan{
@@ -504,6 +550,15 @@ auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, 
   require(nonfinite_host == 0, "some distances are NaN or Inf (non-finite input with "
                                "check_finite = false); clean the data or enable check_finite");
   progress.done();
+  if (opt.stats)
+  {
+    opt.stats->workspace_bytes = plan.workspace;
+    opt.stats->query_tiles = query_tiles;
+    opt.stats->database_tiles = packs;
+    opt.stats->chunk_rows = plan.chunk;
+    opt.stats->kept = plan.kept;
+    opt.stats->exact_fallbacks = fallbacks;
+  }
   return result;
 }
 

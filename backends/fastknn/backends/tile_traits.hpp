@@ -18,9 +18,16 @@ struct TileTraits
   static constexpr int max_chunk_rows = 1024;    ///< bounds the team scratch (MR x chunk scores)
   static constexpr int team_size = 1;
   static constexpr int scratch_level = 1; ///< team scratch level for the chunk's scores
+  static constexpr int depth_block = 1 << 30; ///< KC: coordinates per pass of the register block
 };
 
 #ifdef KOKKOS_ENABLE_OPENMP
+#ifndef FASTKNN_OPENMP_KC
+#define FASTKNN_OPENMP_KC 256
+#endif
+#ifndef FASTKNN_OPENMP_CHUNK
+#define FASTKNN_OPENMP_CHUNK (384 * 1024)
+#endif
 /// CPU: 12 x 32 float accumulators fill 24 of the 32 AVX-512 registers; one team per thread; the
 /// packed database chunk is sized to stay in a core's L2 while all query blocks sweep it.
 template <>
@@ -28,10 +35,11 @@ struct TileTraits<Kokkos::OpenMP>
 {
   static constexpr int query_block = 12;
   static constexpr int database_block = 32;
-  static constexpr int chunk_bytes = 384 * 1024;
+  static constexpr int chunk_bytes = FASTKNN_OPENMP_CHUNK;
   static constexpr int max_chunk_rows = 4096;
   static constexpr int team_size = 1;
   static constexpr int scratch_level = 1; // level 0 is capped at 32 KiB on host backends
+  static constexpr int depth_block = FASTKNN_OPENMP_KC; // 12 x KC queries + 32 x KC rows fit L1
 };
 #endif
 
@@ -47,6 +55,7 @@ struct TileTraits<Kokkos::Cuda>
   static constexpr int max_chunk_rows = 2048; // 4 x 2048 floats of scores fit shared memory
   static constexpr int team_size = 128;
   static constexpr int scratch_level = 0; // shared memory
+  static constexpr int depth_block = 1 << 30;
 };
 #endif
 

@@ -73,3 +73,58 @@ KOKKOS_INLINE_FUNCTION void heap_sort(T *val, index_type *idx, int m)
 }
 
 } // namespace fastknn::detail
+
+namespace fastknn::detail
+{
+
+/// Rearranges the first `count` (value, index) pairs (all distinct) so that the m smallest
+/// occupy [0, m) with the m-th smallest at m-1 (quickselect; no allocation, no recursion).
+template <class T>
+KOKKOS_INLINE_FUNCTION void select_smallest(T *val, index_type *idx, int count, int m)
+{
+  auto swap = [&](int a, int b) {
+    T const tv = val[a];
+    val[a] = val[b];
+    val[b] = tv;
+    index_type const ti = idx[a];
+    idx[a] = idx[b];
+    idx[b] = ti;
+  };
+  auto less = [&](int a, int b) { return pair_less(val[a], idx[a], val[b], idx[b]); };
+  int lo = 0, hi = count - 1;
+  int const target = m - 1;
+  while (hi > lo)
+  {
+    int const mid = lo + (hi - lo) / 2;
+    if (less(mid, lo))
+      swap(mid, lo);
+    if (less(hi, lo))
+      swap(hi, lo);
+    if (less(hi, mid))
+      swap(hi, mid);
+    T const pv = val[mid];
+    index_type const pi = idx[mid];
+    int i = lo, j = hi;
+    while (i <= j)
+    {
+      while (pair_less(val[i], idx[i], pv, pi))
+        ++i;
+      while (pair_less(pv, pi, val[j], idx[j]))
+        --j;
+      if (i <= j)
+      {
+        swap(i, j);
+        ++i;
+        --j;
+      }
+    }
+    if (target <= j)
+      hi = j;
+    else if (target >= i)
+      lo = i;
+    else
+      break;
+  }
+}
+
+} // namespace fastknn::detail

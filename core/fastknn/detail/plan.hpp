@@ -100,8 +100,9 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
 
   // Fixed part: per-row norms of database and queries, the centring vector.
   std::size_t const fixed = (n + q + d) * value_size;
-  // Per query: packed copy, norm, kept candidates (value + index).
-  std::size_t const per_query = row_bytes + value_size + p.kept * (value_size + sizeof(index_type));
+  // Per query: packed copy, norm, threshold and count, a buffer of 2 x kept candidates.
+  std::size_t const per_query = row_bytes + 2 * value_size + sizeof(int) +
+                                2 * std::size_t(p.kept) * (value_size + sizeof(index_type));
   std::size_t const budget = opt.workspace_bytes;
   // The least that works: one query block and one register block of database rows.
   std::size_t const min_need = fixed + mr * per_query + nr * row_bytes;
