@@ -135,8 +135,16 @@ TEMPLATE_LIST_TEST_CASE("a small budget forces many tiles and gives the identica
   SearchOptions big, small;
   big.metric = small.metric = metric;
   small.workspace_bytes = 200 * 1024; // forces several database and query tiles
+  SearchStats big_stats, small_stats;
+  big.stats = &big_stats;
+  small.stats = &small_stats;
   auto a = run_search<TestType>(x, n, q, nq, d, 20, big);
   auto b = run_search<TestType>(x, n, q, nq, d, 20, small);
+  CHECK(big_stats.query_tiles == 1);
+  CHECK(big_stats.database_tiles == 1);
+  CHECK(small_stats.query_tiles > 1);
+  CHECK(small_stats.database_tiles > 1);
+  CHECK(small_stats.workspace_bytes <= small.workspace_bytes);
   CHECK(a.index == b.index);
   CHECK(a.value == b.value);
   auto c = compare_with_reference(b, x, n, q, d, small);
@@ -147,7 +155,7 @@ TEMPLATE_LIST_TEST_CASE("a small budget forces many tiles and gives the identica
 TEMPLATE_LIST_TEST_CASE("near-equidistant points exercise the exact fallback", "[search][exact]",
                         EnabledSpaces)
 {
-  // Points on a sphere around the query at radii differing by ~1e-6 relative: the float
+  // Points on a sphere around the query at radii differing by ~1e-9 relative: the float
   // pre-selection cannot separate them, so the proof fails and the exact scan decides.
   std::size_t const n = 400, d = 16;
   std::vector<double> xd(n * d), qd(d, 0.5);
@@ -158,14 +166,17 @@ TEMPLATE_LIST_TEST_CASE("near-equidistant points exercise the exact fallback", "
     double norm = 0;
     for (std::size_t p = 0; p < d; ++p)
       norm += (xd[i * d + p] = g(gen)) * xd[i * d + p];
-    double const radius = 1000.0 * (1.0 + 1e-6 * double(i % 97));
+    double const radius = 1000.0 * (1.0 + 1e-9 * double(i % 97));
     for (std::size_t p = 0; p < d; ++p)
       xd[i * d + p] = 0.5 + xd[i * d + p] / std::sqrt(norm) * radius;
   }
   std::vector<float> x(xd.begin(), xd.end()), q(qd.begin(), qd.end());
   SearchOptions opt;
   opt.metric = GENERATE(Metric::L2Squared, Metric::L2);
+  SearchStats stats;
+  opt.stats = &stats;
   auto r = run_search<TestType>(x, n, q, 1, d, 5, opt);
+  CHECK(stats.exact_fallbacks == 1); // the slow path really ran
   auto c = compare_with_reference(r, x, n, q, d, opt, 1e-7);
   INFO(c.first_problem);
   CHECK(c.wrong_index == 0);
