@@ -1,0 +1,179 @@
+#!/usr/bin/python3
+"""Runs fastknn (bench/fastknn_bench) and its peers (bench/peers/peers.py: FAISS IndexFlatL2,
+scikit-learn brute force, a numpy/OpenBLAS GEMM + partial sort) on the same data, threads and
+k, interleaving the runs, and prints medians and ratios. Saves JSON + Markdown (and a plot with
+--sweep) under bench/results/.
+
+The BLAS-based peers run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from *their*
+environment only (this machine sets them for old OpenBLAS builds; they halve a current one).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def run_fastknn(bench, pattern, threads, env):
+    out = subprocess.run(
+        [bench, f"--benchmark_filter={pattern}", "--benchmark_format=json",
+         f"--kokkos-num-threads={threads}"],
+        check=True, capture_output=True, text=True, env=env).stdout
+    data = json.loads(out)
+    return data["context"], {b["name"]: b for b in data["benchmarks"]}
+
+
+def run_peers(peers, ks, threads, limit, env):
+    path = os.path.join(ROOT, "bench", "results", "tmp", "peers.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    cmd = [sys.executable, os.path.join(HERE, "peers", "peers.py"), "--dataset", "fashion-mnist",
+           "--threads", str(threads), "--repeats", "1", "--warmup", "0", "--json", path]
+    if limit:
+        cmd += ["--limit-test", str(limit)]
+    for k in ks:
+        cmd += ["--k", str(k)]
+    for p in peers:
+        cmd += ["--peer", p]
+    subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    with open(path) as f:
+        return json.load(f)
+
+
+def git_commit():
+    try:
+        return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except Exception:
+        return "unknown"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--bench", default=os.path.join(ROOT, "build", "openmp", "bench", "fastknn_bench"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--q", type=int, default=10000, help="Fashion-MNIST test queries (<= 10000)")
+    ap.add_argument("--k", type=int, action="append", help="k values (default 1 10 100)")
+    ap.add_argument("--peer", action="append", help="peers (default faiss-flat sklearn-brute numpy-gemm)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--sweep", action="store_true", help="also run the Q/N/D/k sweeps of fastknn and plot")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    args = ap.parse_args()
+    ks = args.k or [1, 10, 100]
+    peers = args.peer or ["faiss-flat", "sklearn-brute", "numpy-gemm"]
+    if args.q not in (100, 1000, 10000):
+        ap.error("--q must be one of 100, 1000, 10000 (the benchmark's registered sizes)")
+
+    ours_env = dict(os.environ, OMP_PROC_BIND="false")
+    peer_env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    pattern = f"fashion_mnist_l2sq/q:{args.q}/k:({'|'.join(map(str, ks))})/"
+
+    times = {}  # (system, k) -> [seconds]
+    context, peer_meta = None, None
+    for rep in range(args.repeats):
+        # Interleave: fastknn, then every peer, in each round.
+        context, res = run_fastknn(args.bench, pattern, args.threads, ours_env)
+        for name, b in res.items():
+            k = int(name.split("/k:")[1].split("/")[0])
+            times.setdefault(("fastknn", k), []).append(b["real_time"] / 1e3)
+            times.setdefault(("fastknn-fallbacks", k), []).append(b.get("exact_fallbacks", 0))
+        peer_meta = run_peers(peers, ks, args.threads, args.q, peer_env)
+        for r in peer_meta["results"]:
+            times.setdefault((r["peer"], r["k"]), []).append(r["median_s"])
+        print(f"round {rep + 1}/{args.repeats} done", file=sys.stderr)
+
+    flops = 2.0 * args.q * 60000 * 784
+    peak = float(context.get("fma_peak_gflops", "nan"))
+    rows = []
+    for k in ks:
+        ours = statistics.median(times[("fastknn", k)])
+        row = {"k": k, "fastknn_s": ours, "fastknn_gflops": flops / ours / 1e9,
+               "fastknn_peak_fraction": flops / ours / 1e9 / peak,
+               "exact_fallbacks": max(times[("fastknn-fallbacks", k)])}
+        for p in peers:
+            if (p, k) in times:
+                t = statistics.median(times[(p, k)])
+                row[f"{p}_s"] = t
+                row[f"speedup_vs_{p}"] = t / ours
+        rows.append(row)
+
+    header = ["k", "fastknn s", "GFLOP/s", "% of FMA peak"] + [f"{p} s" for p in peers] + \
+             [f"x vs {p}" for p in peers]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = [str(r["k"]), f"{r['fastknn_s']:.3f}", f"{r['fastknn_gflops']:.1f}",
+                 f"{100 * r['fastknn_peak_fraction']:.1f}"]
+        cells += [f"{r.get(p + '_s', float('nan')):.3f}" for p in peers]
+        cells += [f"{r.get('speedup_vs_' + p, float('nan')):.2f}" for p in peers]
+        lines.append("| " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    commit = git_commit()
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d")
+    info = (f"Fashion-MNIST, Q = {args.q} test x N = 60000 train x D = 784, L2, float32, "
+            f"{args.threads} threads, median of {args.repeats} interleaved rounds. "
+            f"fastknn {context.get('fastknn_version')} ({context.get('backend')}, Kokkos "
+            f"{context.get('kokkos_version')}) at commit {commit}; measured FMA peak "
+            f"{peak:.1f} GFLOP/s; copy bandwidth {context.get('copy_bandwidth_GBps')} GB/s; "
+            f"host {context.get('host_name')}, {context.get('num_cpus')} CPUs at "
+            f"{context.get('mhz_per_cpu')} MHz; peers' BLAS: {peer_meta.get('blas_kernel')}.")
+    print(info)
+    print(table)
+    os.makedirs(args.out, exist_ok=True)
+    base = os.path.join(args.out, f"{stamp}-{commit}-cpu-fashion")
+    with open(base + ".json", "w") as f:
+        json.dump({"info": info, "context": context, "rows": rows,
+                   "raw": {f"{s}/k{k}": v for (s, k), v in times.items()},
+                   "peers": {k: peer_meta[k] for k in ("blas", "blas_kernel", "openblas_env", "machine")
+                             if k in peer_meta}}, f, indent=1)
+    with open(base + ".md", "w") as f:
+        f.write(info + "\n\n" + table + "\n")
+    print(f"wrote {base}.json and .md")
+
+    if args.sweep:
+        sweep(args, ours_env, base)
+
+
+def sweep(args, env, base):
+    """fastknn alone over Q, N, D and k; a PNG of throughput."""
+    _, fash = run_fastknn(args.bench, "fashion_mnist_l2sq/", args.threads, env)
+    _, rnd = run_fastknn(args.bench, "random_l2sq/", args.threads, env)
+    with open(base + "-sweep.json", "w") as f:
+        json.dump({"fashion": fash, "random": rnd}, f, indent=1)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def arg(name, key):
+        return int(name.split(f"/{key}:")[1].split("/")[0])
+
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+    for q in (100, 1000, 10000):
+        pts = sorted((arg(n, "k"), b["queries_per_s"]) for n, b in fash.items() if arg(n, "q") == q)
+        axes[0].plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"Q={q}")
+    axes[0].set(xscale="log", xlabel="k", ylabel="queries/s", title="Fashion-MNIST: k")
+    axes[0].legend()
+    sel = [(arg(n, "q"), b) for n, b in rnd.items() if arg(n, "n") == 100000 and arg(n, "d") == 128]
+    sel.sort(key=lambda t: t[0])
+    axes[1].plot([s[0] for s in sel], [s[1]["GFLOPs"] for s in sel], "o-")
+    axes[1].set(xscale="log", xlabel="Q", ylabel="GFLOP/s", title="random N=1e5 D=128: Q")
+    sel = [(arg(n, "n"), b) for n, b in rnd.items() if arg(n, "q") == 1000 and arg(n, "d") == 128]
+    sel.sort(key=lambda t: t[0])
+    axes[2].plot([s[0] for s in sel], [s[1]["real_time"] / 1e3 for s in sel], "o-")
+    axes[2].set(xscale="log", yscale="log", xlabel="N", ylabel="seconds", title="random Q=1000 D=128: N")
+    sel = [(arg(n, "d"), b) for n, b in rnd.items() if arg(n, "q") == 1000 and arg(n, "n") == 100000]
+    sel.sort(key=lambda t: t[0])
+    axes[3].plot([s[0] for s in sel], [s[1]["GFLOPs"] for s in sel], "o-")
+    axes[3].set(xscale="log", xlabel="D", ylabel="GFLOP/s", title="random N=1e5 Q=1000: D")
+    fig.suptitle(f"fastknn {args.threads} threads (OpenMP)")
+    fig.tight_layout()
+    fig.savefig(base + "-sweep.png", dpi=80)
+    print(f"wrote {base}-sweep.json and .png")
+
+
+if __name__ == "__main__":
+    main()
