@@ -1,0 +1,348 @@
+#!/usr/bin/python3
+"""Tests of the `fastknn` command: classify on a tiny hand-made MNIST-format set (known answers),
+on real Fashion-MNIST (when installed), malformed files, bad arguments, and `search` against a
+numpy brute force.
+
+usage: test_cli.py PATH/TO/fastknn [--data DIR]
+"""
+
+import argparse
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+FAILURES = []
+
+
+def check(cond, what):
+    if cond:
+        print(f"  ok    {what}")
+    else:
+        print(f"  FAIL  {what}")
+        FAILURES.append(what)
+
+
+def run(exe, *args):
+    """Runs fastknn; returns (returncode, stdout, stderr)."""
+    p = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+def write_idx_images(path, images):
+    """images: (n, rows, cols) uint8 -> IDX3 (magic 0x00000803, big-endian dims)."""
+    n, r, c = images.shape
+    with open(path, "wb") as f:
+        f.write(struct.pack(">IIII", 0x803, n, r, c))
+        f.write(images.astype(np.uint8).tobytes())
+
+
+def write_idx_labels(path, labels):
+    with open(path, "wb") as f:
+        f.write(struct.pack(">II", 0x801, len(labels)))
+        f.write(np.asarray(labels, np.uint8).tobytes())
+
+
+# The tiny set: 2x2 images of one constant grey level. Train class 0: levels 0..3, class 1:
+# 50..53, class 2: 100..103, class 3: one image at 200. Distances between constant images are
+# proportional to the level difference, so the answers can be worked out by hand.
+TRAIN_LEVELS = [0, 1, 2, 3, 50, 51, 52, 53, 100, 101, 102, 103, 200]
+TRAIN_LABELS = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3]
+TEST_LEVELS = [0, 49, 52, 101, 148, 200, 199]
+TEST_LABELS = [0, 1, 1, 2, 2, 0, 3]
+# k=1: 148 -> 103 (45 < 52 to 200); 200 -> the class-3 image (label 0: wrong).
+# k=5 uniform: 200 and 199 see one class-3 image and four class-2 images -> 2 (both wrong).
+# k=5 distance: 200 is at distance 0 from the class-3 image, which alone votes -> 3 (wrong);
+#   199 -> 3 because 1/1 outweighs 1/96+1/97+1/98+1/99.
+EXPECTED = {
+    (1, "uniform"): [0, 1, 1, 2, 2, 3, 3],
+    (5, "uniform"): [0, 1, 1, 2, 2, 2, 2],
+    (5, "distance"): [0, 1, 1, 2, 2, 3, 3],
+}
+
+
+def make_tiny_dir(root):
+    os.makedirs(root, exist_ok=True)
+    img = lambda levels: np.repeat(np.asarray(levels, np.uint8), 4).reshape(-1, 2, 2)
+    write_idx_images(os.path.join(root, "train-images-idx3-ubyte"), img(TRAIN_LEVELS))
+    write_idx_labels(os.path.join(root, "train-labels-idx1-ubyte"), TRAIN_LABELS)
+    write_idx_images(os.path.join(root, "t10k-images-idx3-ubyte"), img(TEST_LEVELS))
+    write_idx_labels(os.path.join(root, "t10k-labels-idx1-ubyte"), TEST_LABELS)
+    return root
+
+
+def one_error_line(err):
+    lines = err.strip().splitlines()
+    return len(lines) == 1 and lines[0].startswith("fastknn: error: ")
+
+
+def test_tiny_classify(exe, tmp):
+    print("classify on the tiny hand-made set")
+    data = make_tiny_dir(os.path.join(tmp, "tiny"))
+    for (k, weights), expected in EXPECTED.items():
+        js, preds = os.path.join(tmp, "r.json"), os.path.join(tmp, "p.npy")
+        rc, out, err = run(exe, "classify", "--data", data, "-k", k, "--weights", weights,
+                           "--json", js, "--save-predictions", preds)
+        check(rc == 0, f"k={k} {weights}: exit 0 (stderr: {err.strip()!r})")
+        if rc != 0:
+            continue
+        r = json.load(open(js))
+        want_acc = np.mean(np.asarray(expected) == np.asarray(TEST_LABELS))
+        check(abs(r["accuracy"] - want_acc) < 1e-9, f"k={k} {weights}: accuracy "
+              f"{r['accuracy']} == {want_acc:.10f}")
+        check((r["k"], r["metric"], r["weights"]) == (k, "l2", weights),
+              f"k={k} {weights}: JSON echoes k, metric, weights")
+        check((r["n_train"], r["n_test"], r["dim"]) == (13, 7, 4), "JSON sizes 13 x 4, 7 tests")
+        check(isinstance(r["backend"], str) and r["backend"] and r["threads"] >= 1,
+              f"JSON backend {r['backend']!r}, threads {r['threads']}")
+        for key in ("seconds", "queries_per_second", "load_seconds"):
+            check(isinstance(r[key], (int, float)) and r[key] >= 0, f"JSON {key} = {r[key]}")
+        check(isinstance(r["fastknn_version"], str) and r["fastknn_version"].count(".") == 2,
+              f"JSON fastknn_version {r['fastknn_version']!r}")
+        p = np.load(preds)
+        check(p.dtype == np.int32 and p.shape == (7, 1), f"predictions .npy int32 (7, 1): "
+              f"{p.dtype} {p.shape}")
+        check(p.ravel().tolist() == expected, f"k={k} {weights}: predictions "
+              f"{p.ravel().tolist()} == {expected}")
+        check(f"{want_acc:.4f}" in out, "report prints the accuracy")
+
+    rc, out, err = run(exe, "classify", "--data", data, "--limit-test", 3, "--quiet",
+                       "--json", os.path.join(tmp, "r.json"))
+    r = json.load(open(os.path.join(tmp, "r.json")))
+    check(rc == 0 and r["n_test"] == 3 and r["accuracy"] == 1.0,
+          "--limit-test 3 classifies the first 3 images, all right")
+    check(out.strip() == "accuracy 1.0000 (3 / 3)" and err == "",
+          f"--quiet prints one line: {out.strip()!r}")
+    rc, out, err = run(exe, "classify", "--data", data, "--threads", 1, "--quiet")
+    check(rc == 0, "--threads 1 runs")
+
+
+def test_fashion(exe, data):
+    print("classify on Fashion-MNIST, first 200 test images")
+    if not os.path.isdir(data):
+        print(f"  skip  {data} is absent (Debian package dataset-fashion-mnist)")
+        return
+    rc, out, err = run(exe, "classify", "--data", data, "--limit-test", 200, "--quiet")
+    check(rc == 0, f"exit 0 (stderr {err.strip()!r})")
+    if rc == 0:
+        acc = float(out.split()[1])
+        check(0.80 <= acc <= 0.90, f"1-NN l2 accuracy {acc} in [0.80, 0.90]")
+
+
+def test_malformed(exe, tmp):
+    print("malformed files: exit 1 with one 'fastknn: error:' line")
+    good = make_tiny_dir(os.path.join(tmp, "good"))
+
+    def variant(name, edit):
+        d = os.path.join(tmp, name)
+        make_tiny_dir(d)
+        edit(d)
+        rc, out, err = run(exe, "classify", "--data", d)
+        check(rc == 1 and one_error_line(err), f"{name}: exit {rc}, stderr {err.strip()!r}")
+
+    def wrong_magic(d):
+        p = os.path.join(d, "train-images-idx3-ubyte")
+        b = bytearray(open(p, "rb").read())
+        b[0:4] = b"\x12\x34\x08\x03"
+        open(p, "wb").write(b)
+
+    def truncated(d):
+        p = os.path.join(d, "train-images-idx3-ubyte")
+        b = open(p, "rb").read()
+        open(p, "wb").write(b[:-7])
+
+    def short_header(d):
+        p = os.path.join(d, "t10k-labels-idx1-ubyte")
+        open(p, "wb").write(b"\x00\x00\x08")
+
+    def mismatched_counts(d):
+        write_idx_labels(os.path.join(d, "train-labels-idx1-ubyte"), TRAIN_LABELS[:-1])
+
+    def missing_file(d):
+        os.remove(os.path.join(d, "t10k-images-idx3-ubyte"))
+
+    def other_image_size(d):
+        write_idx_images(os.path.join(d, "t10k-images-idx3-ubyte"),
+                         np.zeros((7, 3, 3), np.uint8))
+
+    for name, edit in [("wrong magic", wrong_magic), ("truncated images", truncated),
+                       ("short label header", short_header),
+                       ("mismatched label count", mismatched_counts),
+                       ("missing test images", missing_file),
+                       ("image sizes differ", other_image_size)]:
+        variant(name, edit)
+    rc, out, err = run(exe, "classify", "--data", os.path.join(tmp, "no-such-dir"))
+    check(rc == 1 and one_error_line(err), f"missing directory: exit {rc}")
+    rc, out, err = run(exe, "classify", "--data", good, "-k", 20)
+    check(rc == 1 and one_error_line(err) and "k = 20" in err,
+          f"k larger than the training set: exit {rc}, {err.strip()!r}")
+    rc, out, err = run(exe, "search", "--database", os.path.join(good, "train-labels-idx1-ubyte"),
+                       "--exclude-self", "-k", 2, "--out-indices", os.path.join(tmp, "i.npy"))
+    check(rc == 0, "search reads an IDX label file as a 13 x 1 matrix")
+    junk = os.path.join(tmp, "junk.bin")
+    open(junk, "wb").write(b"not a matrix at all")
+    rc, out, err = run(exe, "search", "--database", junk, "--exclude-self", "-k", 1,
+                       "--out-indices", os.path.join(tmp, "i.npy"))
+    check(rc == 1 and one_error_line(err), f"search on an unrecognised file: exit {rc}")
+    bad_npy = os.path.join(tmp, "bad.npy")
+    open(bad_npy, "wb").write(b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f4'")
+    rc, out, err = run(exe, "search", "--database", bad_npy, "--exclude-self", "-k", 1,
+                       "--out-indices", os.path.join(tmp, "i.npy"))
+    check(rc == 1 and one_error_line(err), f"search on a truncated .npy: exit {rc}")
+
+
+def test_bad_args(exe, tmp):
+    print("bad command lines: exit 2 with one 'fastknn: error:' line")
+    data = make_tiny_dir(os.path.join(tmp, "tiny"))
+    x = os.path.join(tmp, "x.npy")
+    np.save(x, np.zeros((4, 2), np.float32))
+    cases = [
+        [],
+        ["frobnicate"],
+        ["classify", "-k", "abc"],
+        ["classify", "-k", "0"],
+        ["classify", "-k", "-3"],
+        ["classify", "-k", "2.5"],
+        ["classify", "-k"],
+        ["classify", "--metric", "hamming"],
+        ["classify", "--weights", "gaussian"],
+        ["classify", "--metric", "ip", "--weights", "distance"],
+        ["classify", "--limit-test", "0"],
+        ["classify", "--threads", "x"],
+        ["classify", "--data"],
+        ["classify", "--json", "--quiet"],
+        ["classify", "--no-such-option"],
+        ["classify", "stray"],
+        ["classify", "--quiet=yes"],
+        ["search", "--queries", x, "-k", "1", "--out-indices", "i.npy"],
+        ["search", "--database", x, "--queries", x, "--out-indices", "i.npy"],
+        ["search", "--database", x, "-k", "1", "--out-indices", "i.npy"],
+        ["search", "--database", x, "--queries", x, "-k", "1"],
+        ["search", "--database", x, "--queries", data, "--exclude-self", "-k", "1",
+         "--out-indices", "i.npy"],
+        ["search", "--database", x, "--queries", x, "-k", "1", "--metric", "manhattan2",
+         "--out-indices", "i.npy"],
+    ]
+    for case in cases:
+        args = case
+        if case[:1] == ["classify"] and "--data" not in case:
+            args = case[:1] + ["--data", data] + case[1:]
+        rc, out, err = run(exe, *args)
+        if not case:
+            check(rc == 2 and "usage:" in err, "no arguments: usage on stderr, exit 2")
+            continue
+        check(rc == 2 and one_error_line(err), f"{' '.join(case)}: exit {rc}, {err.strip()!r}")
+
+
+def test_help(exe):
+    print("help and version")
+    for args, needle in [(["--help"], "classify"), (["-h"], "search"),
+                         (["classify", "--help"], "--save-predictions"),
+                         (["search", "--help"], "--exclude-self")]:
+        rc, out, err = run(exe, *args)
+        check(rc == 0 and needle in out and err == "", f"{' '.join(args)}: exit 0, mentions "
+              f"{needle}")
+    rc, out, err = run(exe, "--version")
+    check(rc == 0 and out.startswith("fastknn ") and err == "", f"--version: {out.strip()!r}")
+
+
+def brute_force(x, q, k, metric, exclude_self=False):
+    """float64 direct differences; ties by index (stable sort). Returns indices, values."""
+    x64, q64 = x.astype(np.float64), q.astype(np.float64)
+    if metric in ("l2", "sqeuclidean"):
+        v = ((q64[:, None, :] - x64[None, :, :]) ** 2).sum(-1)
+        if metric == "l2":
+            v = np.sqrt(v)
+    elif metric == "l1":
+        v = np.abs(q64[:, None, :] - x64[None, :, :]).sum(-1)
+    elif metric == "ip":
+        v = q64 @ x64.T
+    else:
+        v = (q64 @ x64.T) / np.outer(np.linalg.norm(q64, axis=1), np.linalg.norm(x64, axis=1))
+    order_key = -v if metric in ("ip", "cosine") else v.copy()
+    if exclude_self:
+        np.fill_diagonal(order_key, np.inf)
+    idx = np.argsort(order_key, axis=1, kind="stable")[:, :k]
+    return idx, np.take_along_axis(v, idx, axis=1)
+
+
+def fvecs_write(path, a):
+    a = np.asarray(a, np.float32)
+    rec = np.empty((a.shape[0], a.shape[1] + 1), np.float32)
+    rec[:, 0] = np.frombuffer(np.int32(a.shape[1]).tobytes(), np.float32)[0]
+    rec[:, 1:] = a
+    rec.tofile(path)
+
+
+def test_search(exe, tmp):
+    print("search writes Q x k .npy files equal to a numpy brute force")
+    rng = np.random.default_rng(42)
+    n, nq, d, k = 300, 25, 7, 6
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    q = rng.standard_normal((nq, d)).astype(np.float32)
+    xp, qp, xf = (os.path.join(tmp, f) for f in ("db.npy", "q.npy", "db.fvecs"))
+    np.save(xp, x)
+    np.save(qp, q)
+    fvecs_write(xf, x)
+    ip, dp = os.path.join(tmp, "idx.npy"), os.path.join(tmp, "dist.npy")
+    for metric in ("l2", "sqeuclidean", "l1", "cosine", "ip"):
+        for database in (xp, xf):
+            for f in (ip, dp):
+                if os.path.exists(f):
+                    os.remove(f)
+            rc, out, err = run(exe, "search", "--database", database, "--queries", qp, "-k", k,
+                               "--metric", metric, "--out-indices", ip, "--out-distances", dp,
+                               "--quiet")
+            what = f"{metric} ({os.path.basename(database)})"
+            check(rc == 0 and out == "", f"{what}: exit 0, quiet ({err.strip()!r})")
+            if rc != 0:
+                continue
+            got_i, got_d = np.load(ip), np.load(dp)
+            check(got_i.shape == (nq, k) and got_i.dtype == np.int32, f"{what}: indices int32 "
+                  f"{got_i.shape}")
+            check(got_d.shape == (nq, k) and got_d.dtype == np.float32, f"{what}: distances "
+                  f"float32 {got_d.shape}")
+            ref_i, ref_d = brute_force(x, q, k, metric)
+            check(np.array_equal(got_i, ref_i), f"{what}: indices equal the brute force")
+            check(np.allclose(got_d, ref_d, rtol=1e-5, atol=1e-5), f"{what}: distances match")
+    # --exclude-self: the queries are the database, --queries omitted.
+    rc, out, err = run(exe, "search", "--database", xp, "--exclude-self", "-k", k,
+                       "--out-indices", ip, "--out-distances", dp)
+    check(rc == 0 and "searched 300 queries" in out, f"--exclude-self: exit 0, summary {out!r}")
+    ref_i, ref_d = brute_force(x, x, k, "l2", exclude_self=True)
+    got_i = np.load(ip)
+    check(got_i.shape == (n, k) and np.array_equal(got_i, ref_i),
+          "--exclude-self: indices equal the brute force without the diagonal")
+    check(np.allclose(np.load(dp), ref_d, rtol=1e-5), "--exclude-self: distances match")
+    rc, out, err = run(exe, "search", "--database", xp, "--queries", xp, "--exclude-self",
+                       "-k", 2, "--out-indices", ip)
+    check(rc == 0 and np.load(ip).shape == (n, 2), "--exclude-self with --queries = database")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("exe", help="the fastknn executable")
+    ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fastknn_cli_") as tmp:
+        test_help(a.exe)
+        test_tiny_classify(a.exe, tmp)
+        test_bad_args(a.exe, tmp)
+        test_malformed(a.exe, tmp)
+        test_search(a.exe, tmp)
+        test_fashion(a.exe, a.data)
+    if FAILURES:
+        print(f"\n{len(FAILURES)} check(s) failed:")
+        for f in FAILURES:
+            print(f"  - {f}")
+        return 1
+    print("\nall CLI checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,637 @@
+// The `fastknn` command: k-NN classification of MNIST-format data sets and exact k-NN search of
+// .npy/.fvecs/.bvecs/IDX files. Exit codes: 0 success, 1 bad data or failed search, 2 bad usage.
+
+#include <fastknn/classifier.hpp>
+#include <fastknn/fastknn.hpp>
+#include <fastknn/io.hpp>
+
+#include <Kokkos_Core.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace
+{
+
+constexpr int exit_failure = 1;
+constexpr int exit_usage = 2;
+constexpr char const *default_data_dir = "/usr/share/datasets/fashion-mnist";
+
+/// A command-line mistake: reported on one line, exit code 2.
+class UsageError : public std::runtime_error
+{
+public:
+  using std::runtime_error::runtime_error;
+};
+
+constexpr char const *main_help = R"(usage: fastknn <command> [options]
+
+Exact k-nearest-neighbour search and classification (fastknn )" FASTKNN_VERSION_STRING R"().
+
+commands:
+  classify   k-NN classification of an MNIST-format data set, with accuracy and timing
+  search     k nearest database rows of each query row, written as .npy files
+
+options:
+  -h, --help     show this help (or `fastknn <command> --help` for a command's options)
+  --version      print the version and exit
+
+Kokkos options (--kokkos-num-threads=N, --kokkos-device-id=N, ...) are passed to Kokkos.
+Exit status: 0 success, 1 invalid data or failed search, 2 invalid command line.
+)";
+
+constexpr char const *classify_help = R"(usage: fastknn classify [options]
+
+Classifies the test split of an MNIST-format data set with the exact k nearest training images
+(scikit-learn KNeighborsClassifier semantics) and reports accuracy and speed.
+
+options:
+  --data DIR               folder with train-images-idx3-ubyte, train-labels-idx1-ubyte,
+                           t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (plain or .gz)
+                           [default: /usr/share/datasets/fashion-mnist]
+  -k K                     number of neighbours that vote [default: 1]
+  --metric M               l2 | sqeuclidean | l1 | cosine | ip [default: l2]
+  --weights W              uniform | distance (1/d; 1/(1 - similarity) for cosine; not with ip)
+                           [default: uniform]
+  --limit-test N           classify only the first N test images
+  --json FILE              also write the results as a JSON object to FILE
+  --save-predictions FILE  write the predicted labels as an int32 .npy of shape (Q, 1)
+  --threads N              number of host threads (Kokkos' --kokkos-num-threads)
+  -q, --quiet              no progress bar; print only the accuracy line
+  -h, --help               show this help
+
+Only the search and the vote are timed; loading is reported separately.
+)";
+
+constexpr char const *search_help =
+    R"(usage: fastknn search --database FILE [--queries FILE] -k K [options]
+
+Writes the exact k nearest database rows of each query row (best first, ties to the smaller
+index) as Q x k .npy files. Files: .npy, .fvecs, .bvecs, .ivecs or IDX (plain or gzip).
+
+options:
+  --database FILE          the N x D points to search
+  --queries FILE           the Q x D query points (omit with --exclude-self)
+  -k K                     number of neighbours per query
+  --metric M               l2 | sqeuclidean | l1 | cosine | ip [default: l2]
+                           (cosine and ip report similarities, largest first)
+  --exclude-self           the queries are the database; query i never returns row i
+  --out-indices FILE       write the int32 neighbour indices (Q x k .npy)
+  --out-distances FILE     write the float32 distances or similarities (Q x k .npy)
+  --threads N              number of host threads (Kokkos' --kokkos-num-threads)
+  -q, --quiet              no progress bar and no summary line
+  -h, --help               show this help
+)";
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0)
+{
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+/// True while a progress line is on stderr without its newline (an error must end it first).
+bool progress_line_open = false;
+
+/// Ends a half-drawn progress line; returns nothing.
+void close_progress_line()
+{
+  if (progress_line_open)
+    std::fputc('\n', stderr);
+  progress_line_open = false;
+}
+
+/// Draws "[#####     ] 52%  3.1 s" on stderr once the work has run for a second, only when
+/// stderr is a terminal; fastknn calls it at most ~5 times a second.
+class ProgressBar
+{
+public:
+  explicit ProgressBar(bool enabled) : _enabled(enabled && isatty(STDERR_FILENO) == 1) {}
+
+  void start() { _start = Clock::now(); }
+
+  void operator()(double fraction)
+  {
+    double const elapsed = seconds_since(_start);
+    if (!_enabled || (!progress_line_open && (elapsed < 1.0 || fraction >= 1.0)))
+      return;
+    constexpr int width = 30;
+    fraction = std::clamp(fraction, 0.0, 1.0);
+    int const filled = int(fraction * width);
+    std::fprintf(stderr, "\r[%s%s] %3d%%  %.1f s", std::string(filled, '#').c_str(),
+                 std::string(width - filled, ' ').c_str(), int(fraction * 100), elapsed);
+    std::fflush(stderr);
+    progress_line_open = true;
+    if (fraction >= 1.0)
+      close_progress_line();
+  }
+
+private:
+  bool _enabled;
+  Clock::time_point _start = Clock::now();
+};
+
+/// The arguments of one command, consumed front to back.
+class ArgList
+{
+public:
+  ArgList(std::vector<std::string> args, std::string command)
+      : _args(std::move(args)), _command(std::move(command))
+  {
+  }
+
+  bool done() const { return _pos >= _args.size(); }
+
+  /// Returns the next option name; a "--name=value" token keeps its value for value().
+  std::string next_option()
+  {
+    std::string tok = _args[_pos++];
+    _inline_value.reset();
+    if (tok.rfind("--", 0) == 0)
+    {
+      auto const eq = tok.find('=');
+      if (eq != std::string::npos)
+      {
+        _inline_value = tok.substr(eq + 1);
+        tok.resize(eq);
+      }
+    }
+    else if (tok.size() > 2 && tok[0] == '-' && tok[1] != '-')
+    {
+      _inline_value = tok.substr(tok[2] == '=' ? 3 : 2); // -k5, -k=5
+      tok.resize(2);
+    }
+    else if (tok.empty() || tok[0] != '-')
+      throw UsageError("unexpected argument '" + tok + "'" + hint());
+    return tok;
+  }
+
+  /// Returns the value of option `name`: inline, or the next argument.
+  std::string value(std::string const &name)
+  {
+    if (_inline_value)
+      return std::exchange(_inline_value, std::nullopt).value();
+    if (done() || _args[_pos].rfind("--", 0) == 0)
+      throw UsageError(name + " needs a value" + hint());
+    return _args[_pos++];
+  }
+
+  /// Returns an option's value as an integer >= min_value.
+  long long integer(std::string const &name, long long min_value)
+  {
+    std::string const v = value(name);
+    long long out = 0;
+    auto const [end, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+    if (ec == std::errc::result_out_of_range)
+      throw UsageError(name + " " + v + " is out of range" + hint());
+    if (ec != std::errc() || end != v.data() + v.size() || v.empty())
+      throw UsageError(name + " '" + v + "' is not a whole number" + hint());
+    if (out < min_value)
+      throw UsageError(name + " " + v + " is invalid; it must be at least " +
+                       std::to_string(min_value) + hint());
+    return out;
+  }
+
+  /// Rejects a flag given the "--flag=value" form.
+  void no_value(std::string const &name)
+  {
+    if (_inline_value)
+      throw UsageError(name + " takes no value" + hint());
+  }
+
+  [[noreturn]] void unknown(std::string const &name) const
+  {
+    throw UsageError("unknown option '" + name + "' for " + _command + hint());
+  }
+
+  std::string hint() const { return " (see 'fastknn " + _command + " --help')"; }
+
+private:
+  std::vector<std::string> _args;
+  std::string _command;
+  std::size_t _pos = 0;
+  std::optional<std::string> _inline_value;
+};
+
+/// Returns the metric named by an option value, or throws UsageError.
+fastknn::Metric metric_option(ArgList &args, std::string const &name)
+{
+  std::string const v = args.value(name);
+  try
+  {
+    return fastknn::parse_metric(v);
+  }
+  catch (fastknn::Error const &)
+  {
+    throw UsageError(name + " '" + v + "' is unknown; use l2, sqeuclidean, l1, cosine or ip" +
+                     args.hint());
+  }
+}
+
+/// Options shared by every command that runs a search.
+struct RunOptions
+{
+  std::optional<long long> threads;
+  bool quiet = false;
+};
+
+/// Handles --threads and --quiet; returns true when `name` was one of them.
+bool common_option(ArgList &args, std::string const &name, RunOptions &run)
+{
+  if (name == "--threads")
+    run.threads = args.integer(name, 1);
+  else if (name == "--quiet" || name == "-q")
+  {
+    args.no_value(name);
+    run.quiet = true;
+  }
+  else
+    return false;
+  return true;
+}
+
+/// Owns Kokkos for one command: forwards --kokkos-* flags and maps --threads to
+/// --kokkos-num-threads (ScopeGuard takes either argv or InitializationSettings, not both).
+class KokkosSession
+{
+public:
+  KokkosSession(std::vector<std::string> const &kokkos_flags, RunOptions const &run)
+  {
+    _storage.push_back("fastknn");
+    _storage.insert(_storage.end(), kokkos_flags.begin(), kokkos_flags.end());
+    if (run.threads)
+      _storage.push_back("--kokkos-num-threads=" + std::to_string(*run.threads));
+    for (auto &s : _storage)
+      _argv.push_back(s.data());
+    _argv.push_back(nullptr);
+    int argc = int(_storage.size());
+    _guard.emplace(argc, _argv.data());
+  }
+
+private:
+  std::vector<std::string> _storage;
+  std::vector<char *> _argv;
+  std::optional<Kokkos::ScopeGuard> _guard;
+};
+
+/// Returns s with JSON string escaping, in quotes.
+std::string json_string(std::string_view s)
+{
+  std::string out = "\"";
+  for (char c : s)
+  {
+    if (c == '"' || c == '\\')
+      out += {'\\', c};
+    else if (static_cast<unsigned char>(c) < 0x20)
+    {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", unsigned(static_cast<unsigned char>(c)));
+      out += buf;
+    }
+    else
+      out += c;
+  }
+  return out + "\"";
+}
+
+/// Returns a double as a JSON number (JSON has no NaN/Inf: those become null).
+std::string json_number(double v)
+{
+  if (!std::isfinite(v))
+    return "null";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.10g", v);
+  return buf;
+}
+
+/// Writes text to path; throws fastknn::Error naming the file.
+void write_text_file(std::string const &path, std::string const &text)
+{
+  std::FILE *f = std::fopen(path.c_str(), "w");
+  if (f == nullptr)
+    throw fastknn::Error("'" + path + "': cannot open for writing: " + std::strerror(errno));
+  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok)
+    throw fastknn::Error("'" + path + "': write failed (disk full or I/O error)");
+}
+
+int run_classify(std::vector<std::string> args_in, std::vector<std::string> const &kokkos_flags)
+{
+  ArgList args(std::move(args_in), "classify");
+  std::string data_dir = default_data_dir, json_path, predictions_path;
+  fastknn::ClassifierOptions options;
+  options.k = 1;
+  options.metric = fastknn::Metric::L2;
+  std::optional<long long> limit_test;
+  RunOptions run;
+  while (!args.done())
+  {
+    std::string const name = args.next_option();
+    if (name == "-h" || name == "--help")
+    {
+      std::fputs(classify_help, stdout);
+      return 0;
+    }
+    if (common_option(args, name, run))
+      continue;
+    if (name == "--data")
+      data_dir = args.value(name);
+    else if (name == "-k")
+    {
+      long long const k = args.integer(name, 1);
+      if (k > INT32_MAX)
+        throw UsageError("-k " + std::to_string(k) + " is too large" + args.hint());
+      options.k = int(k);
+    }
+    else if (name == "--metric")
+      options.metric = metric_option(args, name);
+    else if (name == "--weights")
+    {
+      std::string const v = args.value(name);
+      if (v != "uniform" && v != "distance")
+        throw UsageError("--weights '" + v + "' is unknown; use uniform or distance" + args.hint());
+      options.weights = fastknn::parse_weights(v);
+    }
+    else if (name == "--limit-test")
+      limit_test = args.integer(name, 1);
+    else if (name == "--json")
+      json_path = args.value(name);
+    else if (name == "--save-predictions")
+      predictions_path = args.value(name);
+    else
+      args.unknown(name);
+  }
+  if (options.metric == fastknn::Metric::InnerProduct &&
+      options.weights == fastknn::Weights::Distance)
+    throw UsageError("--weights distance needs a distance, but --metric ip ranks by similarity; "
+                     "use --weights uniform, or --metric cosine or l2");
+
+  KokkosSession kokkos(kokkos_flags, run);
+  using Space = fastknn::DefaultBackend;
+  int const threads = Space().concurrency();
+
+  auto const t_load = Clock::now();
+  fastknn::io::MnistData data = fastknn::io::load_mnist_dir(data_dir);
+  double const load_seconds = seconds_since(t_load);
+  auto &test = data.test;
+  std::size_t const test_available = test.images.rows;
+  if (limit_test && std::size_t(*limit_test) < test.images.rows)
+  {
+    test.images.rows = std::size_t(*limit_test);
+    test.images.data.resize(test.images.rows * test.images.cols);
+    test.labels.resize(test.images.rows);
+  }
+  std::size_t const n_train = data.train.images.rows, n_test = test.images.rows;
+  std::size_t const dim = data.train.images.cols;
+
+  ProgressBar bar(!run.quiet);
+  options.progress = [&bar](double f) { bar(f); };
+  fastknn::KNeighborsClassifier<Space> classifier(options);
+  auto const t_fit = Clock::now();
+  classifier.fit(data.train.images, data.train.labels);
+  Space().fence("fastknn_cli::fit");
+  double const fit_seconds = seconds_since(t_fit);
+
+  bar.start();
+  auto const t_predict = Clock::now();
+  std::vector<std::int32_t> const predicted = classifier.predict(test.images);
+  double const seconds = seconds_since(t_predict);
+  close_progress_line();
+
+  double const acc = fastknn::accuracy(predicted, test.labels);
+  std::size_t const correct = std::size_t(std::llround(acc * double(n_test)));
+  double const qps = seconds > 0 ? double(n_test) / seconds : 0.0;
+  std::string const metric(fastknn::metric_name(options.metric));
+  std::string const weights(fastknn::weights_name(options.weights));
+
+  if (!predictions_path.empty())
+    fastknn::io::write_npy(predictions_path, predicted.data(), predicted.size(), 1);
+  if (!json_path.empty())
+  {
+    std::string json = "{\n";
+    auto const field = [&json](char const *key, std::string const &value, bool last = false)
+    { json += std::string("  \"") + key + "\": " + value + (last ? "\n" : ",\n"); };
+    field("fastknn_version", json_string(FASTKNN_VERSION_STRING));
+    field("command", json_string("classify"));
+    field("data", json_string(data_dir));
+    field("backend", json_string(fastknn::backend_name()));
+    field("threads", std::to_string(threads));
+    field("k", std::to_string(options.k));
+    field("metric", json_string(metric));
+    field("weights", json_string(weights));
+    field("n_train", std::to_string(n_train));
+    field("n_test", std::to_string(n_test));
+    field("dim", std::to_string(dim));
+    field("n_classes", std::to_string(classifier.n_classes()));
+    field("accuracy", json_number(acc));
+    field("correct", std::to_string(correct));
+    field("seconds", json_number(seconds));
+    field("queries_per_second", json_number(qps));
+    field("load_seconds", json_number(load_seconds));
+    field("fit_seconds", json_number(fit_seconds), true);
+    json += "}\n";
+    write_text_file(json_path, json);
+  }
+
+  if (run.quiet)
+  {
+    std::printf("accuracy %.4f (%zu / %zu)\n", acc, correct, n_test);
+    return 0;
+  }
+  std::printf("fastknn %s classify  %s\n", FASTKNN_VERSION_STRING, data_dir.c_str());
+  std::printf("  data      train %zu x %zu, test %zu", n_train, dim, n_test);
+  if (n_test < test_available)
+    std::printf(" (first %zu of %zu)", n_test, test_available);
+  std::printf(", %d classes\n", classifier.n_classes());
+  std::printf("  backend   %s, %d threads\n", fastknn::backend_name(), threads);
+  std::printf("  model     k = %d, metric %s, weights %s\n", options.k, metric.c_str(),
+              weights.c_str());
+  std::printf("  load      %.3f s reading files, %.3f s fit\n", load_seconds, fit_seconds);
+  std::printf("  accuracy  %.4f (%zu / %zu correct)\n", acc, correct, n_test);
+  std::printf("  time      %.3f s search + vote, %.1f queries/s\n", seconds, qps);
+  return 0;
+}
+
+int run_search(std::vector<std::string> args_in, std::vector<std::string> const &kokkos_flags)
+{
+  ArgList args(std::move(args_in), "search");
+  std::string database_path, queries_path, indices_path, distances_path;
+  std::optional<int> k;
+  fastknn::SearchOptions options;
+  options.metric = fastknn::Metric::L2;
+  RunOptions run;
+  while (!args.done())
+  {
+    std::string const name = args.next_option();
+    if (name == "-h" || name == "--help")
+    {
+      std::fputs(search_help, stdout);
+      return 0;
+    }
+    if (common_option(args, name, run))
+      continue;
+    if (name == "--database")
+      database_path = args.value(name);
+    else if (name == "--queries")
+      queries_path = args.value(name);
+    else if (name == "-k")
+    {
+      long long const v = args.integer(name, 1);
+      if (v > INT32_MAX)
+        throw UsageError("-k " + std::to_string(v) + " is too large" + args.hint());
+      k = int(v);
+    }
+    else if (name == "--metric")
+      options.metric = metric_option(args, name);
+    else if (name == "--exclude-self")
+    {
+      args.no_value(name);
+      options.exclude_self = true;
+    }
+    else if (name == "--out-indices")
+      indices_path = args.value(name);
+    else if (name == "--out-distances")
+      distances_path = args.value(name);
+    else
+      args.unknown(name);
+  }
+  if (database_path.empty())
+    throw UsageError("search needs --database FILE" + args.hint());
+  if (!k)
+    throw UsageError("search needs -k K" + args.hint());
+  if (options.exclude_self && !queries_path.empty() && queries_path != database_path)
+    throw UsageError("--exclude-self searches the database against itself; omit --queries" +
+                     args.hint());
+  if (!options.exclude_self && queries_path.empty())
+    throw UsageError("search needs --queries FILE (or --exclude-self)" + args.hint());
+  if (indices_path.empty() && distances_path.empty())
+    throw UsageError("search needs --out-indices FILE and/or --out-distances FILE" + args.hint());
+
+  KokkosSession kokkos(kokkos_flags, run);
+  using Space = fastknn::DefaultBackend;
+  Space space;
+  using HostMatrix = Kokkos::View<float const **, Kokkos::LayoutRight, Kokkos::HostSpace,
+                                  Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  fastknn::io::Matrix<float> const database = fastknn::io::read_matrix(database_path);
+  fastknn::io::Matrix<float> queries_storage;
+  if (!options.exclude_self)
+    queries_storage = fastknn::io::read_matrix(queries_path);
+  fastknn::io::Matrix<float> const &queries = options.exclude_self ? database : queries_storage;
+
+  auto const x = Kokkos::create_mirror_view_and_copy(
+      space, HostMatrix(database.data.data(), database.rows, database.cols));
+  auto const q = Kokkos::create_mirror_view_and_copy(
+      space, HostMatrix(queries.data.data(), queries.rows, queries.cols));
+  ProgressBar bar(!run.quiet);
+  options.progress = [&bar](double f) { bar(f); };
+  bar.start();
+  auto const t0 = Clock::now();
+  auto const found = fastknn::search(space, x, q, *k, options);
+  auto const indices = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.indices);
+  auto const distances = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.distances);
+  double const seconds = seconds_since(t0);
+  close_progress_line();
+
+  if (!indices_path.empty())
+    fastknn::io::write_npy(indices_path, indices.data(), indices.extent(0), indices.extent(1));
+  if (!distances_path.empty())
+    fastknn::io::write_npy(distances_path, distances.data(), distances.extent(0),
+                           distances.extent(1));
+  if (!run.quiet)
+    std::printf("searched %zu queries in %zu x %zu points, k = %d, metric %s: %.3f s, "
+                "%.1f queries/s (%s, %d threads)\n",
+                queries.rows, database.rows, database.cols, *k,
+                std::string(fastknn::metric_name(options.metric)).c_str(), seconds,
+                seconds > 0 ? double(queries.rows) / seconds : 0.0, fastknn::backend_name(),
+                space.concurrency());
+  return 0;
+}
+
+int run(int argc, char *argv[])
+{
+  std::vector<std::string> args, kokkos_flags;
+  for (int i = 1; i < argc; ++i)
+  {
+    std::string a = argv[i];
+    (a.rfind("--kokkos-", 0) == 0 ? kokkos_flags : args).push_back(std::move(a));
+  }
+  if (args.empty())
+  {
+    std::fputs(main_help, stderr);
+    return exit_usage;
+  }
+  std::string const command = args.front();
+  args.erase(args.begin());
+  if (command == "-h" || command == "--help" || command == "help")
+  {
+    std::fputs(main_help, stdout);
+    return 0;
+  }
+  if (command == "--version")
+  {
+    std::printf("fastknn %s (Kokkos %d.%d.%d, backend %s)\n", FASTKNN_VERSION_STRING,
+                KOKKOS_VERSION_MAJOR, KOKKOS_VERSION_MINOR, KOKKOS_VERSION_PATCH,
+                fastknn::backend_name());
+    return 0;
+  }
+  if (command == "classify")
+    return run_classify(std::move(args), kokkos_flags);
+  if (command == "search")
+    return run_search(std::move(args), kokkos_flags);
+  throw UsageError("unknown command '" + command +
+                   "'; use classify or search (see 'fastknn "
+                   "--help')");
+}
+
+/// Prints "fastknn: error: <message>" on one line of stderr.
+void print_error(std::string message)
+{
+  close_progress_line();
+  if (message.rfind("fastknn: ", 0) == 0) // fastknn::Error already carries the prefix
+    message.erase(0, 9);
+  std::replace(message.begin(), message.end(), '\n', ' ');
+  std::fprintf(stderr, "fastknn: error: %s\n", message.c_str());
+}
+
+} // namespace
+
+int main(int argc, char *argv[])
+{
+  // Kokkos' OpenMP backend warns when OMP_PROC_BIND is unset; an explicit choice silences it.
+  setenv("OMP_PROC_BIND", "false", 0);
+  try
+  {
+    return run(argc, argv);
+  }
+  catch (UsageError const &e)
+  {
+    print_error(e.what());
+    return exit_usage;
+  }
+  catch (std::bad_alloc const &)
+  {
+    print_error("out of memory; use a smaller data set (e.g. --limit-test) or a larger machine");
+    return exit_failure;
+  }
+  catch (std::exception const &e)
+  {
+    print_error(e.what());
+    return exit_failure;
+  }
+}
