@@ -1,0 +1,154 @@
+// Adversarial inputs and determinism: each case either gives the right answer or a clear error.
+
+#include "enabled_spaces.hpp"
+#include "helpers.hpp"
+
+#include <catch2/catch_template_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
+
+#include <Kokkos_Random.hpp>
+
+#include <sys/resource.h>
+
+#include <limits>
+
+using namespace fastknn;
+using namespace fastknn::test;
+
+TEMPLATE_LIST_TEST_CASE("denormal values give the right answer", "[reliability]", EnabledSpaces)
+{
+  std::size_t const n = 300, nq = 7, d = 8;
+  auto x = random_matrix<float>(n, d, 41, -1.0, 1.0);
+  auto q = random_matrix<float>(nq, d, 42, -1.0, 1.0);
+  for (auto &v : x)
+    v *= 1e-39f; // subnormal floats
+  for (auto &v : q)
+    v *= 1e-39f;
+  SearchOptions opt;
+  opt.metric = GENERATE(Metric::L1, Metric::L2);
+  auto r = run_search<TestType>(x, n, q, nq, d, 5, opt);
+  auto c = compare_with_reference(r, x, n, q, d, opt, 1e-3);
+  INFO(c.first_problem);
+  CHECK(c.wrong_index == 0);
+  CHECK(c.bad_value == 0);
+}
+
+TEMPLATE_LIST_TEST_CASE("all-identical points return the lowest indices", "[reliability]",
+                        EnabledSpaces)
+{
+  std::size_t const n = 120, d = 6;
+  std::vector<float> x(n * d, 3.25f), q(2 * d, 3.25f);
+  q[d] = 4.0f; // second query is off the point
+  SearchOptions opt;
+  opt.metric = GENERATE(Metric::L2Squared, Metric::L1, Metric::Cosine, Metric::InnerProduct);
+  auto r = run_search<TestType>(x, n, q, 2, d, 10, opt);
+  for (std::size_t i = 0; i < 2; ++i)
+    for (int j = 0; j < 10; ++j)
+    {
+      CHECK(r.idx(i, j) == j);
+      CHECK(r.val(i, j) == r.val(i, 0));
+    }
+}
+
+TEMPLATE_LIST_TEST_CASE("very high dimension (D = 100000)", "[reliability]", EnabledSpaces)
+{
+  std::size_t const n = 40, nq = 3, d = 100000;
+  auto x = random_matrix<float>(n, d, 5);
+  auto q = random_matrix<float>(nq, d, 6);
+  SearchOptions opt;
+  opt.metric = GENERATE(Metric::L2, Metric::L1, Metric::Cosine);
+  auto r = run_search<TestType>(x, n, q, nq, d, 5, opt);
+  auto c = compare_with_reference(r, x, n, q, d, opt);
+  CHECK(c.wrong_index == 0);
+  CHECK(c.bad_value == 0);
+}
+
+TEMPLATE_LIST_TEST_CASE("large values are exact in double and refused in float",
+                        "[reliability]", EnabledSpaces)
+{
+  std::size_t const n = 200, nq = 5, d = 4;
+  auto xd = random_matrix<double>(n, d, 7, -1e30, 1e30);
+  auto qd = random_matrix<double>(nq, d, 8, -1e30, 1e30);
+  SearchOptions opt;
+  auto r = run_search<TestType>(xd, n, qd, nq, d, 3, opt);
+  auto c = compare_with_reference(r, xd, n, qd, d, opt);
+  CHECK(c.wrong_index == 0);
+  CHECK(c.bad_value == 0);
+  std::vector<float> xf(xd.begin(), xd.end()), qf(qd.begin(), qd.end());
+  REQUIRE_THROWS_AS(run_search<TestType>(xf, n, qf, nq, d, 3, opt), fastknn::Error);
+}
+
+TEMPLATE_LIST_TEST_CASE("repeated runs are bit-identical", "[reliability][determinism]",
+                        EnabledSpaces)
+{
+  std::size_t const n = 3001, nq = 257, d = 50;
+  auto x = random_matrix<float>(n, d, 9);
+  auto q = random_matrix<float>(nq, d, 10);
+  SearchOptions opt;
+  opt.metric = GENERATE(Metric::L2, Metric::L1, Metric::Cosine);
+  auto a = run_search<TestType>(x, n, q, nq, d, 16, opt);
+  auto b = run_search<TestType>(x, n, q, nq, d, 16, opt);
+  opt.workspace_bytes = 150 * 1024;
+  auto c = run_search<TestType>(x, n, q, nq, d, 16, opt);
+  CHECK(a.index == b.index);
+  CHECK(a.value == b.value);
+  CHECK(a.index == c.index);
+  CHECK(a.value == c.value);
+}
+
+namespace
+{
+long peak_rss_bytes()
+{
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss * 1024L;
+}
+} // namespace
+
+TEMPLATE_LIST_TEST_CASE("N = 5,000,000 x D = 16 within the default budget, no Q x N buffer",
+                        "[large]", EnabledSpaces)
+{
+  std::size_t const n = 5'000'000, nq = 200, d = 16;
+  using MS = typename TestType::memory_space;
+  TestType space;
+  Kokkos::View<float **, Kokkos::LayoutRight, MS> x("x", n, d), q("q", nq, d);
+  Kokkos::Random_XorShift64_Pool<TestType> pool(12345);
+  Kokkos::fill_random(space, x, pool, 0.0f, 1.0f);
+  Kokkos::fill_random(space, q, pool, 0.0f, 1.0f);
+  space.fence();
+  long const before = peak_rss_bytes();
+  SearchOptions opt;
+  SearchStats stats;
+  opt.stats = &stats;
+  auto r = fastknn::search(space, x, q, 10, opt);
+  space.fence();
+  long const grown = peak_rss_bytes() - before;
+  std::size_t const qn_matrix = n * nq * sizeof(float);
+  INFO("peak RSS grew by " << grown << " bytes; workspace " << stats.workspace_bytes
+                           << "; a Q x N matrix would be " << qn_matrix);
+  CHECK(stats.workspace_bytes <= opt.workspace_bytes);
+  CHECK(std::size_t(grown) < stats.workspace_bytes + (std::size_t(64) << 20));
+  CHECK(std::size_t(grown) < qn_matrix);
+  // Spot-check a few queries against the reference.
+  auto hx = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, x);
+  auto hq = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, q);
+  auto hi = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, r.indices);
+  for (std::size_t i = 0; i < 3; ++i)
+  {
+    double best = std::numeric_limits<double>::infinity();
+    index_type best_idx = -1;
+    for (std::size_t j = 0; j < n; ++j)
+    {
+      double s = 0;
+      for (std::size_t p = 0; p < d; ++p)
+        s += (double(hx(j, p)) - hq(i, p)) * (double(hx(j, p)) - hq(i, p));
+      if (s < best)
+      {
+        best = s;
+        best_idx = index_type(j);
+      }
+    }
+    CHECK(hi(i, 0) == best_idx);
+  }
+}
