@@ -12,6 +12,7 @@
 #include <Kokkos_Profiling_ScopedRegion.hpp>
 
 #include <chrono>
+#include <new>
 #include <cstddef>
 #include <span>
 #include <string>
@@ -599,18 +600,29 @@ search(ExecSpace const &space, DatabaseView const &database, QueryView const &qu
       database.extent(0), queries.extent(0), database.extent(1), queries.extent(1), k, options,
       sizeof(T), Traits::query_block, Traits::database_block, Traits::chunk_bytes,
       Traits::max_chunk_rows);
-  switch (options.metric)
+  try
   {
-  case Metric::L2Squared:
-    return detail::search_impl<Metric::L2Squared>(space, database, queries, plan, options);
-  case Metric::L2:
-    return detail::search_impl<Metric::L2>(space, database, queries, plan, options);
-  case Metric::L1:
-    return detail::search_impl<Metric::L1>(space, database, queries, plan, options);
-  case Metric::InnerProduct:
-    return detail::search_impl<Metric::InnerProduct>(space, database, queries, plan, options);
-  case Metric::Cosine:
-    return detail::search_impl<Metric::Cosine>(space, database, queries, plan, options);
+    switch (options.metric)
+    {
+    case Metric::L2Squared:
+      return detail::search_impl<Metric::L2Squared>(space, database, queries, plan, options);
+    case Metric::L2:
+      return detail::search_impl<Metric::L2>(space, database, queries, plan, options);
+    case Metric::L1:
+      return detail::search_impl<Metric::L1>(space, database, queries, plan, options);
+    case Metric::InnerProduct:
+      return detail::search_impl<Metric::InnerProduct>(space, database, queries, plan, options);
+    case Metric::Cosine:
+      return detail::search_impl<Metric::Cosine>(space, database, queries, plan, options);
+    }
+  }
+  catch (std::bad_alloc const &e)
+  {
+    // Kokkos reports a failed allocation as a bad_alloc naming the View; add what to do.
+    throw Error(std::string("out of memory (") + e.what() + ") with a workspace of " +
+                std::to_string(plan.workspace) +
+                " bytes plus the Q x k outputs; lower SearchOptions::workspace_bytes or search "
+                "the queries in smaller batches");
   }
   throw Error("unknown metric value " + std::to_string(int(options.metric)));
 }
