@@ -459,7 +459,8 @@ int run_classify(std::vector<std::string> args_in, std::vector<std::string> cons
   if (n_test < test_available)
     std::printf(" (first %zu of %zu)", n_test, test_available);
   std::printf(", %d classes\n", classifier.n_classes());
-  std::printf("  backend   %s, %d threads\n", fastknn::backend_name(), threads);
+  std::printf("  backend   %s, %d thread%s\n", fastknn::backend_name(), threads,
+              threads == 1 ? "" : "s");
   std::printf("  model     k = %d, metric %s, weights %s\n", options.k, metric.c_str(),
               weights.c_str());
   std::printf("  load      %.3f s reading files, %.3f s fit\n", load_seconds, fit_seconds);

@@ -68,6 +68,10 @@ struct ClassifierOptions
 namespace detail
 {
 
+/// A Kokkos::View of any type.
+template <class V>
+concept KokkosView = Kokkos::is_view<V>::value;
+
 /// Returns the sum of a[0..n) added in the order numpy's pairwise summation uses, so that vote
 /// totals round exactly as scikit-learn's (np.sum inside weighted_mode and predict_proba).
 inline double numpy_pairwise_sum(double const *a, std::size_t n)
@@ -154,9 +158,13 @@ inline std::int32_t vote_winner(std::int32_t const *labels, double const *weight
 /// Class labels are the integers 0..C-1 with C = max label + 1 (labels that never occur get
 /// probability 0). The training data lives in `ExecSpace`'s memory; the vote runs on the host.
 template <class ExecSpace = DefaultBackend, class Value = float>
-requires(Kokkos::is_execution_space<ExecSpace>::value &&
-         (std::is_same_v<Value, float> || std::is_same_v<Value, double>)) class KNeighborsClassifier
+class KNeighborsClassifier
 {
+  static_assert(Kokkos::is_execution_space<ExecSpace>::value,
+                "fastknn::KNeighborsClassifier: ExecSpace must be a Kokkos execution space");
+  static_assert(std::is_same_v<Value, float> || std::is_same_v<Value, double>,
+                "fastknn::KNeighborsClassifier: Value must be float or double");
+
 public:
   using execution_space = ExecSpace;
   using memory_space = typename ExecSpace::memory_space;
@@ -179,9 +187,8 @@ public:
   /// Stores the training rows (N x D View, shared when already a LayoutRight View of this
   /// space's memory, copied otherwise) and their labels; returns *this. Throws fastknn::Error
   /// when the label count differs from N, a label is negative or k > N.
-  template <class TrainView>
-  requires Kokkos::is_view<TrainView>::value KNeighborsClassifier &
-  fit(TrainView const &train, std::vector<std::int32_t> labels)
+  template <detail::KokkosView TrainView>
+  KNeighborsClassifier &fit(TrainView const &train, std::vector<std::int32_t> labels)
   {
     Kokkos::Profiling::ScopedRegion region("fastknn::KNeighborsClassifier::fit");
     check_labels(labels, train.extent(0));
@@ -199,10 +206,8 @@ public:
 
   /// Returns the exact k nearest training rows of each query row (search's Neighbors: Q x k,
   /// best first, ties to the smaller index; cosine gives similarities).
-  template <class QueryView>
-  requires Kokkos::is_view<QueryView>::value Neighbors<memory_space, Value>
-  kneighbors(QueryView const &queries)
-  const
+  template <detail::KokkosView QueryView>
+  Neighbors<memory_space, Value> kneighbors(QueryView const &queries) const
   {
     require_fitted();
     SearchOptions search_options;
@@ -214,10 +219,8 @@ public:
 
   /// Returns the predicted label of each query row (Q x D View): the class with the largest
   /// vote, ties to the smallest label. An empty query set gives an empty vector.
-  template <class QueryView>
-  requires Kokkos::is_view<QueryView>::value std::vector<std::int32_t>
-  predict(QueryView const &queries)
-  const
+  template <detail::KokkosView QueryView>
+  std::vector<std::int32_t> predict(QueryView const &queries) const
   {
     Kokkos::Profiling::ScopedRegion region("fastknn::KNeighborsClassifier::predict");
     std::vector<std::int32_t> out(queries.extent(0), 0);
@@ -236,10 +239,8 @@ public:
 
   /// Returns row-major Q x n_classes() class probabilities: each class's share of the vote
   /// weight (rows sum to 1), as scikit-learn's predict_proba.
-  template <class QueryView>
-  requires Kokkos::is_view<QueryView>::value std::vector<double>
-  predict_proba(QueryView const &queries)
-  const
+  template <detail::KokkosView QueryView>
+  std::vector<double> predict_proba(QueryView const &queries) const
   {
     Kokkos::Profiling::ScopedRegion region("fastknn::KNeighborsClassifier::predict_proba");
     std::size_t const c = std::size_t(_n_classes);
@@ -317,8 +318,8 @@ private:
                     "the classifier is not fitted; call fit(train, labels) before predicting");
   }
 
-  /// Returns v as a LayoutRight View in this space's memory: v itself when it already is one
-  /// (and `own` is false or v is not a host-unmanaged temporary), a copy otherwise.
+  /// Returns v as a LayoutRight View in this space's memory: v itself when it already is one,
+  /// except that an unmanaged v is copied when the result is kept (`own`), since it may dangle.
   template <class V>
   matrix_view to_space(V const &v, char const *what, bool own) const
   {
