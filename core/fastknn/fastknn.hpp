@@ -3,6 +3,7 @@
 /// Umbrella header: everything a fastknn user needs.
 
 #include <fastknn/backend.hpp>
+#include <fastknn/classifier.hpp>
 #include <fastknn/config.hpp>
 #include <fastknn/error.hpp>
 #include <fastknn/options.hpp>
