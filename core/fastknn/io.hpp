@@ -699,6 +699,11 @@ Matrix<Out> read_vecs(std::string const &path, std::size_t elem_size, char const
                                ", expected 1..16777216; is this really a " + kind + " file?");
   auto const dim = static_cast<std::size_t>(d);
   std::size_t const record_bytes = 4 + dim * elem_size;
+  // A plain file must hold at least one whole record before the record buffer is allocated, so a
+  // lying dimension in a tiny file cannot make us allocate megabytes (found by fuzz_vecs).
+  if (!in.is_gzip() && in.remaining() < dim * elem_size)
+    throw file_error(path, "truncated record 0: expected " + std::to_string(dim * elem_size) +
+                               " data bytes, found " + std::to_string(in.remaining()));
   // Reserve only when the plain file size is a whole number of records; otherwise the loop fails.
   if (!in.is_gzip() && (in.remaining() + 4) % record_bytes == 0)
     m.data.reserve(static_cast<std::size_t>((in.remaining() + 4) / record_bytes) * dim);
