@@ -111,10 +111,63 @@ void pack_rows(ExecSpace const &space, char const *label, V const &data, std::si
       });
 }
 
+/// Adds the register block's contribution of coordinates [k0, k1) of one query block (a) and
+/// one database panel (b): dot products, or |differences| for L1.
+template <Metric M, int MR, int NR, class T>
+KOKKOS_FORCEINLINE_FUNCTION void accumulate(T const *a, T const *b, std::size_t k0,
+                                            std::size_t k1, T (&acc)[MR][NR])
+{
+  for (std::size_t p = k0; p < k1; ++p)
+  {
+    T const *ap = a + p * MR;
+    T const *bp = b + p * NR;
+    for (int i = 0; i < MR; ++i)
+    {
+      T const ai = ap[i];
+      for (int j = 0; j < NR; ++j)
+      {
+        if constexpr (uses_dot(M))
+          acc[i][j] += ai * bp[j];
+        else
+          acc[i][j] += Kokkos::fabs(ai - bp[j]);
+      }
+    }
+  }
+}
+
+/// One query's candidate buffer during the pre-selection (a FAISS-style reservoir): scores
+/// below the threshold are appended; a full buffer (2 x kept) is cut back to the kept smallest,
+/// whose largest becomes the new threshold. Appends are cheap and branch-predictable, unlike
+/// heap insertions, which matters for large k. Rows are offered in increasing index order and
+/// the test is strict, so ties keep the smaller index.
+template <class T>
+struct CandidateBuffer
+{
+  T *val;
+  index_type *idx;
+  int count;
+  T threshold;
+  int kept;
+
+  KOKKOS_INLINE_FUNCTION void offer(T score, index_type index)
+  {
+    val[count] = score;
+    idx[count] = index;
+    if (++count == 2 * kept)
+    {
+      select_smallest(val, idx, count, kept);
+      count = kept;
+      threshold = val[kept - 1];
+    }
+  }
+};
+
 /// Pre-selection over one chunk of the packed database: each team scores one block of MR
-/// queries against every row of the chunk (register-blocked), keeps the MR x chunk scores in
-/// team scratch, then merges them into the queries' bounded heaps.
-template <Metric M, int MR, int NR, int KC, int Level, class ExecSpace, class T>
+/// queries against every row of the chunk with a register-blocked micro-kernel and offers the
+/// scores to the queries' candidate buffers. Generic path: scores go through team scratch so
+/// that the team's threads can split the chunk. Fused path (one thread per team, no depth
+/// blocking): each register block is compared with the MR thresholds while still in registers.
+template <Metric M, int MR, int NR, int KC, int Level, bool Fused, class ExecSpace, class T>
 struct ChunkKernel
 {
   using MS = typename ExecSpace::memory_space;
@@ -129,98 +182,121 @@ struct ChunkKernel
   int kept;
   bool exclude_self;
 
+  KOKKOS_INLINE_FUNCTION CandidateBuffer<T> load(std::size_t ql) const
+  {
+    return {&cand_val(ql, 0), &cand_idx(ql, 0), cand_count(ql), cand_threshold(ql), kept};
+  }
+  KOKKOS_INLINE_FUNCTION void store(std::size_t ql, CandidateBuffer<T> const &c) const
+  {
+    cand_count(ql) = c.count;
+    cand_threshold(ql) = c.threshold;
+  }
+
   KOKKOS_FUNCTION void operator()(Member const &team) const
+  {
+    if constexpr (Fused)
+      if (d <= std::size_t(KC))
+        return fused(team.league_rank());
+    scratch_path(team);
+  }
+
+  KOKKOS_FUNCTION void fused(int bi) const
+  {
+    CandidateBuffer<T> buf[MR];
+    T qa[MR];
+    std::size_t const first_row = x0 + chunk0;
+    for (int i = 0; i < MR; ++i)
+    {
+      std::size_t const ql = std::size_t(bi) * MR + i;
+      if (ql < q_rows)
+      {
+        buf[i] = load(ql);
+        qa[i] = q_aux(q0 + ql);
+      }
+      else
+      {
+        buf[i] = CandidateBuffer<T>{nullptr, nullptr, 0, -Kokkos::Experimental::infinity_v<T>, kept};
+        qa[i] = T(0);
+      }
+    }
+    int const panels = static_cast<int>(chunk_rows / NR);
+    T const *a = packed_q.data() + std::size_t(bi) * d * MR;
+    for (int pj = 0; pj < panels; ++pj)
+    {
+      T acc[MR][NR] = {};
+      accumulate<M, MR, NR>(a, packed_x.data() + (chunk0 / NR + pj) * d * NR, 0, d, acc);
+      std::size_t const row0 = first_row + std::size_t(pj) * NR;
+      T xa[NR];
+      for (int j = 0; j < NR; ++j)
+        xa[j] = row0 + j < n ? x_aux(row0 + j) : T(0);
+      for (int i = 0; i < MR; ++i)
+      {
+        T s[NR];
+        bool any = false;
+        for (int j = 0; j < NR; ++j)
+        {
+          s[j] = fast_score<M>(acc[i][j], qa[i], xa[j]);
+          any |= s[j] < buf[i].threshold;
+        }
+        if (!any) // the common case: one vector compare per 16 scores
+          continue;
+        std::size_t const qg = q0 + std::size_t(bi) * MR + i;
+        for (int j = 0; j < NR && row0 + j < n; ++j)
+          if (s[j] < buf[i].threshold && !(exclude_self && row0 + j == qg))
+            buf[i].offer(s[j], static_cast<index_type>(row0 + j));
+      }
+    }
+    for (int i = 0; i < MR; ++i)
+      if (std::size_t(bi) * MR + i < q_rows)
+        store(std::size_t(bi) * MR + i, buf[i]);
+  }
+
+  KOKKOS_FUNCTION void scratch_path(Member const &team) const
   {
     int const bi = team.league_rank();
     T *scores = static_cast<T *>(team.team_scratch(Level).get_shmem(MR * chunk_rows * sizeof(T)));
     int const panels = static_cast<int>(chunk_rows / NR);
-    // The depth loop is blocked (KC) so that a block of queries and a panel of the chunk stay
-    // in L1 while the register block accumulates; partial sums wait in the scores scratch.
+    // The depth loop may be blocked (KC) so that a block of queries and a panel of the chunk
+    // stay in L1 while the register block accumulates; partial sums wait in the scratch.
     for (std::size_t k0 = 0; k0 < d; k0 += KC)
     {
       std::size_t const k1 = k0 + KC < d ? k0 + KC : d;
       bool const first = k0 == 0, last = k1 == d;
       Kokkos::parallel_for(Kokkos::TeamThreadRange(team, panels), [&](int pj) {
-        T const *a = packed_q.data() + std::size_t(bi) * d * MR;
-        T const *b = packed_x.data() + (chunk0 / NR + pj) * d * NR;
         T *out = scores + std::size_t(pj) * NR;
         T acc[MR][NR];
         for (int i = 0; i < MR; ++i)
           for (int j = 0; j < NR; ++j)
             acc[i][j] = first ? T(0) : out[i * chunk_rows + j];
-        for (std::size_t p = k0; p < k1; ++p)
-        {
-          T const *ap = a + p * MR;
-          T const *bp = b + p * NR;
-          for (int i = 0; i < MR; ++i)
-          {
-            T const ai = ap[i];
-            for (int j = 0; j < NR; ++j)
-            {
-              if constexpr (uses_dot(M))
-                acc[i][j] += ai * bp[j];
-              else
-                acc[i][j] += Kokkos::fabs(ai - bp[j]);
-            }
-          }
-        }
-        if (!last)
-        {
-          for (int i = 0; i < MR; ++i)
-            for (int j = 0; j < NR; ++j)
-              out[i * chunk_rows + j] = acc[i][j];
-          return;
-        }
+        accumulate<M, MR, NR>(packed_q.data() + std::size_t(bi) * d * MR,
+                              packed_x.data() + (chunk0 / NR + pj) * d * NR, k0, k1, acc);
         for (int i = 0; i < MR; ++i)
         {
           std::size_t const qg = q0 + std::size_t(bi) * MR + i;
-          T const qa = qg < q0 + q_rows ? q_aux(qg) : T(0);
+          T const qa = last && qg < q0 + q_rows ? q_aux(qg) : T(0);
           for (int j = 0; j < NR; ++j)
           {
             std::size_t const xg = x0 + chunk0 + std::size_t(pj) * NR + j;
-            T const xa = xg < n ? x_aux(xg) : T(0);
-            out[i * chunk_rows + j] = fast_score<M>(acc[i][j], qa, xa);
+            T const xa = last && xg < n ? x_aux(xg) : T(0);
+            out[i * chunk_rows + j] = last ? fast_score<M>(acc[i][j], qa, xa) : acc[i][j];
           }
         }
       });
       team.team_barrier();
     }
-    team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, MR), [&](int i) {
       std::size_t const ql = std::size_t(bi) * MR + i;
       if (ql >= q_rows)
         return;
       std::size_t const qg = q0 + ql;
-      // Candidates below the threshold are appended; a full buffer is cut back to the kept
-      // smallest, whose largest becomes the new threshold (FAISS-style reservoir: appends are
-      // cheap and branch-predictable, unlike heap insertions, which matters for large k).
-      T *cv = &cand_val(ql, 0);
-      index_type *ci = &cand_idx(ql, 0);
-      int const capacity = 2 * kept;
-      int count = cand_count(ql);
-      T threshold = cand_threshold(ql);
+      CandidateBuffer<T> buf = load(ql);
       std::size_t const first = x0 + chunk0;
       std::size_t const valid = first + chunk_rows <= n ? chunk_rows : n - first;
       T const *row = scores + i * chunk_rows;
       for (std::size_t j = 0; j < valid; ++j)
-      {
-        // Rows arrive in increasing index order, so strict < keeps the smaller index on ties.
-        if (row[j] < threshold)
-        {
-          if (exclude_self && first + j == qg)
-            continue;
-          cv[count] = row[j];
-          ci[count] = static_cast<index_type>(first + j);
-          if (++count == capacity)
-          {
-            select_smallest(cv, ci, count, kept);
-            count = kept;
-            threshold = cv[kept - 1];
-          }
-        }
-      }
-      cand_count(ql) = count;
-      cand_threshold(ql) = threshold;
+        if (row[j] < buf.threshold && !(exclude_self && first + j == qg))
+          buf.offer(row[j], static_cast<index_type>(first + j));
+      store(ql, buf);
     });
   }
 };
@@ -271,6 +347,10 @@ struct FinalizeKernel
         hi[j] = 0;
         return;
       }
+      // The candidates' rows are scattered over the database: ask for the next one early.
+      if (j + 1 < count && j + 1 < kept && hi[j + 1] >= 0 && std::size_t(hi[j + 1]) < n)
+        backends::prefetch_row(&database(std::size_t(hi[j + 1]), 0),
+                               d * sizeof(typename XV::value_type));
       hv[j] = key_of<M, T>(exact_score<M>(queries, qg, database, std::size_t(hi[j]), d));
     });
     team.team_barrier();
@@ -513,7 +593,11 @@ auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, 
       std::size_t const tile_rows = x0 + plan.db_tile <= n ? plan.db_tile : n - x0;
       for (std::size_t c0 = 0; c0 < tile_rows; c0 += plan.chunk)
       {
-        ChunkKernel<M, MR, NR, Traits::depth_block, Traits::scratch_level, ExecSpace, T> kernel{
+        static_assert(!Traits::fused_select || Traits::team_size == 1,
+                      "fused selection needs one thread per team");
+        ChunkKernel<M, MR, NR, Traits::depth_block, Traits::scratch_level, Traits::fused_select,
+                    ExecSpace, T>
+            kernel{
             packed_q, packed_x, q_aux, x_aux, heap_val, heap_idx, cand_count, cand_threshold, d, q0, q_rows, x0, c0,
             plan.chunk, n, kept, opt.exclude_self};
         Policy policy(space, static_cast<int>(blocks), Traits::team_size);

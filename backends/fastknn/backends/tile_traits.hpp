@@ -5,8 +5,25 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <cstddef>
+
 namespace fastknn::backends
 {
+
+/// Hints that `bytes` starting at `p` will be read soon (host builds with GCC/Clang; a no-op
+/// elsewhere and on devices, where the hardware hides latency with many threads instead).
+KOKKOS_INLINE_FUNCTION void prefetch_row(void const *p, std::size_t bytes)
+{
+#if defined(__GNUC__) && !defined(__CUDA_ARCH__) && !defined(__HIP_DEVICE_COMPILE__) && \
+    !defined(__SYCL_DEVICE_ONLY__)
+  char const *c = static_cast<char const *>(p);
+  for (std::size_t off = 0; off < bytes; off += 64)
+    __builtin_prefetch(c + off, 0, 1);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
 
 /// Generic fallback: small register blocks, one thread per team.
 template <class ExecutionSpace>
@@ -19,9 +36,16 @@ struct TileTraits
   static constexpr int team_size = 1;
   static constexpr int scratch_level = 1; ///< team scratch level for the chunk's scores
   static constexpr int depth_block = 1 << 30; ///< KC: coordinates per pass of the register block
+  static constexpr bool fused_select = false; ///< compare scores in registers (team_size 1 only)
 };
 
 #ifdef KOKKOS_ENABLE_OPENMP
+#ifndef FASTKNN_OPENMP_MR
+#define FASTKNN_OPENMP_MR 12
+#endif
+#ifndef FASTKNN_OPENMP_NR
+#define FASTKNN_OPENMP_NR 32
+#endif
 #ifndef FASTKNN_OPENMP_KC
 #define FASTKNN_OPENMP_KC (1 << 30)
 #endif
@@ -33,13 +57,14 @@ struct TileTraits
 template <>
 struct TileTraits<Kokkos::OpenMP>
 {
-  static constexpr int query_block = 12;
-  static constexpr int database_block = 32;
+  static constexpr int query_block = FASTKNN_OPENMP_MR;
+  static constexpr int database_block = FASTKNN_OPENMP_NR;
   static constexpr int chunk_bytes = FASTKNN_OPENMP_CHUNK;
   static constexpr int max_chunk_rows = 4096;
   static constexpr int team_size = 1;
   static constexpr int scratch_level = 1; // level 0 is capped at 32 KiB on host backends
   static constexpr int depth_block = FASTKNN_OPENMP_KC; // measured: no depth blocking is fastest here
+  static constexpr bool fused_select = true;
 };
 #endif
 
@@ -56,6 +81,7 @@ struct TileTraits<Kokkos::Cuda>
   static constexpr int team_size = 128;
   static constexpr int scratch_level = 0; // shared memory
   static constexpr int depth_block = 1 << 30;
+  static constexpr bool fused_select = false; // threads split the chunk; scores meet in scratch
 };
 #endif
 
