@@ -310,8 +310,8 @@ struct FinalizeKernel
   QV queries;
   XV database;
   Kokkos::View<T *, MS> q_aux;
-  Kokkos::View<T **, Kokkos::LayoutRight, MS> heap_val;
-  Kokkos::View<index_type **, Kokkos::LayoutRight, MS> heap_idx;
+  Kokkos::View<T **, Kokkos::LayoutRight, MS> cand_val;
+  Kokkos::View<index_type **, Kokkos::LayoutRight, MS> cand_idx;
   Kokkos::View<int *, MS> cand_count;
   Kokkos::View<index_type **, Kokkos::LayoutRight, MS> out_idx;
   Kokkos::View<T **, Kokkos::LayoutRight, MS> out_dist;
@@ -325,8 +325,8 @@ struct FinalizeKernel
   {
     std::size_t const ql = team.league_rank();
     std::size_t const qg = q0 + ql;
-    T *hv = &heap_val(ql, 0);
-    index_type *hi = &heap_idx(ql, 0);
+    T *hv = &cand_val(ql, 0);
+    index_type *hi = &cand_idx(ql, 0);
     int const count = cand_count(ql);
     Kokkos::single(Kokkos::PerTeam(team), [&]() {
       if (count > kept)
@@ -385,8 +385,8 @@ struct ExactScanKernel
   static constexpr int rows_per_thread = 4;
   QV queries;
   XV database;
-  Kokkos::View<T **, Kokkos::LayoutRight, MS> heap_val;
-  Kokkos::View<index_type **, Kokkos::LayoutRight, MS> heap_idx;
+  Kokkos::View<T **, Kokkos::LayoutRight, MS> cand_val;
+  Kokkos::View<index_type **, Kokkos::LayoutRight, MS> cand_idx;
   Kokkos::View<index_type **, Kokkos::LayoutRight, MS> out_idx;
   Kokkos::View<T **, Kokkos::LayoutRight, MS> out_dist;
   Kokkos::View<int *, MS> redo;
@@ -400,8 +400,8 @@ struct ExactScanKernel
     if (redo(ql) == 0)
       return;
     std::size_t const qg = q0 + ql;
-    T *hv = &heap_val(ql, 0);
-    index_type *hi = &heap_idx(ql, 0);
+    T *hv = &cand_val(ql, 0);
+    index_type *hi = &cand_idx(ql, 0);
     std::size_t const block = std::size_t(team.team_size()) * rows_per_thread;
     T *keys = static_cast<T *>(team.team_scratch(0).get_shmem(block * sizeof(T)));
     Kokkos::single(Kokkos::PerTeam(team), [&]() {
@@ -545,9 +545,9 @@ auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, 
 
   Kokkos::View<T *, MS> packed_x(alloc("fastknn::search::packed_database"), plan.db_tile * d);
   Kokkos::View<T *, MS> packed_q(alloc("fastknn::search::packed_queries"), plan.query_tile * d);
-  Kokkos::View<T **, Kokkos::LayoutRight, MS> heap_val(alloc("fastknn::search::candidate_values"),
+  Kokkos::View<T **, Kokkos::LayoutRight, MS> cand_val(alloc("fastknn::search::candidate_values"),
                                                        plan.query_tile, 2 * kept);
-  Kokkos::View<index_type **, Kokkos::LayoutRight, MS> heap_idx(
+  Kokkos::View<index_type **, Kokkos::LayoutRight, MS> cand_idx(
       alloc("fastknn::search::candidate_indices"), plan.query_tile, 2 * kept);
   Kokkos::View<int *, MS> cand_count(alloc("fastknn::search::candidate_count"), plan.query_tile);
   Kokkos::View<T *, MS> cand_threshold(alloc("fastknn::search::candidate_threshold"),
@@ -598,7 +598,7 @@ auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, 
         ChunkKernel<M, MR, NR, Traits::depth_block, Traits::scratch_level, Traits::fused_select,
                     ExecSpace, T>
             kernel{
-            packed_q, packed_x, q_aux, x_aux, heap_val, heap_idx, cand_count, cand_threshold, d, q0, q_rows, x0, c0,
+            packed_q, packed_x, q_aux, x_aux, cand_val, cand_idx, cand_count, cand_threshold, d, q0, q_rows, x0, c0,
             plan.chunk, n, kept, opt.exclude_self};
         Policy policy(space, static_cast<int>(blocks), Traits::team_size);
         policy.set_scratch_size(Traits::scratch_level, Kokkos::PerTeam(MR * plan.chunk * sizeof(T)));
@@ -608,7 +608,7 @@ auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, 
     }
 
     FinalizeKernel<M, ExecSpace, T, QV, XV> fin{
-        queries, database, q_aux, heap_val, heap_idx, cand_count, result.indices, result.distances, redo,
+        queries, database, q_aux, cand_val, cand_idx, cand_count, result.indices, result.distances, redo,
         nonfinite, d, q0, n, plan.n_eligible, k, kept, x_norm_max};
     Kokkos::parallel_for("fastknn::search::exact_rerank",
                          Policy(space, static_cast<int>(q_rows), Traits::team_size), fin);
@@ -621,7 +621,7 @@ auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, 
     if (redo_count > 0)
     {
       ExactScanKernel<M, ExecSpace, T, QV, XV> scan{
-          queries, database, heap_val, heap_idx, result.indices, result.distances, redo, d, q0,
+          queries, database, cand_val, cand_idx, result.indices, result.distances, redo, d, q0,
           n, k, opt.exclude_self};
       Policy policy(space, static_cast<int>(q_rows), Traits::team_size);
       policy.set_scratch_size(
