@@ -30,7 +30,10 @@ enum class Metric
 };
 
 /// True when larger values are better (similarities), false for distances.
-constexpr bool is_similarity(Metric m) { return m == Metric::InnerProduct || m == Metric::Cosine; }
+constexpr bool is_similarity(Metric m)
+{
+  return m == Metric::InnerProduct || m == Metric::Cosine;
+}
 
 /// The metric's name as the command line and scikit-learn spell it.
 inline std::string_view metric_name(Metric m)
@@ -71,12 +74,13 @@ inline Metric parse_metric(std::string_view s)
 /// What one search did, filled in when SearchOptions::stats points to it.
 struct SearchStats
 {
-  std::size_t workspace_bytes = 0; ///< bytes of scratch the plan allocated
-  std::size_t query_tiles = 0;     ///< query tiles processed
-  std::size_t database_tiles = 0;  ///< times (a tile of) the database was packed
-  std::size_t chunk_rows = 0;      ///< database rows per fused pre-selection launch
-  int kept = 0;                    ///< candidates kept per query before the exact re-ranking
-  std::size_t exact_fallbacks = 0; ///< queries redone by an exact scan (no proof from the bound)
+  std::size_t workspace_bytes = 0;   ///< bytes of scratch the plan allocated
+  std::size_t query_tiles = 0;       ///< query tiles processed
+  std::size_t database_tiles = 0;    ///< times (a tile of) the database was packed
+  std::size_t chunk_rows = 0;        ///< database rows per fused pre-selection launch
+  int kept = 0;                      ///< candidates kept per query before the exact re-ranking
+  std::size_t exact_fallbacks = 0;   ///< queries redone by an exact scan (no proof from the bound)
+  bool integer_preselection = false; ///< the exact 8-bit integer pre-selection was used
 };
 
 /// Options of fastknn::search. The defaults suit most uses.
@@ -92,6 +96,11 @@ struct SearchOptions
   bool check_finite = true;
   /// Called on the host with the fraction done (0..1) while a long search runs.
   std::function<void(double)> progress;
+  /// L2 metrics on integer data spanning at most 256 consecutive values (e.g. 8-bit images):
+  /// score the pre-selection exactly with byte dot products where the backend has an
+  /// instruction for them (AVX512-VNNI). Results are identical either way; false forces the
+  /// float pre-selection (for comparisons).
+  bool integer_preselection = true;
   /// If set, receives what the search did (tiling, exact fallbacks).
   SearchStats *stats = nullptr;
 };

@@ -12,13 +12,16 @@
 #include <Kokkos_Profiling_ScopedRegion.hpp>
 
 #include <chrono>
-#include <new>
 #include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <new>
 #include <span>
 #include <string>
 #include <type_traits>
 #include <vector>
 
+#include <fastknn/backends/int8_dot.hpp>
 #include <fastknn/backends/tile_traits.hpp>
 #include <fastknn/detail/heap.hpp>
 #include <fastknn/detail/metric_ops.hpp>
@@ -31,20 +34,21 @@ namespace fastknn
 namespace detail
 {
 
-template <class T>
 struct RowStats
 {
-  long long first_bad;    // first row holding NaN/Inf, or -1
-  double max_norm2;       // max |x - centre|^2
-  double min_norm2;       // min |x|^2 (uncentred)
-  double max_abs;         // max |x_p|
+  long long first_bad;     // first row holding NaN/Inf, or -1
+  double max_norm2;        // max |x - centre|^2
+  double min_norm2;        // min |x|^2 (uncentred)
+  double max_abs;          // max |x_p|
+  double min_val, max_val; // smallest and largest value
+  int integral;            // 1 when every value is an integer
 };
 
 /// One pass over the rows: finiteness, norms for the error bound and for the fast score.
 template <Metric M, class V, class T>
 struct RowPass
 {
-  using value_type = RowStats<T>;
+  using value_type = RowStats;
   V data;
   Kokkos::View<T *, typename V::memory_space> centre;
   Kokkos::View<T *, typename V::memory_space> aux; // per-row value used by fast_score
@@ -56,6 +60,9 @@ struct RowPass
     v.max_norm2 = 0;
     v.min_norm2 = Kokkos::Experimental::infinity_v<double>;
     v.max_abs = 0;
+    v.min_val = Kokkos::Experimental::infinity_v<double>;
+    v.max_val = -Kokkos::Experimental::infinity_v<double>;
+    v.integral = 1;
   }
   KOKKOS_FUNCTION void join(value_type &a, value_type const &b) const
   {
@@ -64,20 +71,30 @@ struct RowPass
     a.max_norm2 = Kokkos::max(a.max_norm2, b.max_norm2);
     a.min_norm2 = Kokkos::min(a.min_norm2, b.min_norm2);
     a.max_abs = Kokkos::max(a.max_abs, b.max_abs);
+    a.min_val = Kokkos::min(a.min_val, b.min_val);
+    a.max_val = Kokkos::max(a.max_val, b.max_val);
+    a.integral = a.integral & b.integral;
   }
   KOKKOS_FUNCTION void operator()(std::size_t i, value_type &v) const
   {
     double c2 = 0, n2 = 0, mx = 0;
-    bool bad = false;
+    double lo = Kokkos::Experimental::infinity_v<double>, hi = -lo;
+    bool bad = false, integral = true;
     for (std::size_t p = 0; p < d; ++p)
     {
       double const x = data(i, p);
       bad |= !Kokkos::isfinite(x);
+      integral &= x == Kokkos::floor(x);
       double const c = x - double(centre(p));
       c2 += c * c;
       n2 += x * x;
       mx = Kokkos::max(mx, Kokkos::fabs(x));
+      lo = Kokkos::min(lo, x);
+      hi = Kokkos::max(hi, x);
     }
+    v.min_val = Kokkos::min(v.min_val, lo);
+    v.max_val = Kokkos::max(v.max_val, hi);
+    v.integral &= integral ? 1 : 0;
     if (bad && (v.first_bad < 0 || static_cast<long long>(i) < v.first_bad))
       v.first_bad = static_cast<long long>(i);
     v.max_norm2 = Kokkos::max(v.max_norm2, uses_centring(M) ? c2 : n2);
@@ -94,28 +111,56 @@ struct RowPass
   }
 };
 
-/// The packed layout of a block of rows: [row / B][p][row % B], so the micro-kernel reads B
-/// consecutive values per coordinate. Rows beyond `rows` are zero.
-template <int B, class ExecSpace, class V, class T, class MS>
+/// The packed layout of a block of rows: [row / B][p / G][row % B][p % G] over the padded depth
+/// dp = round_up(d, G), so the micro-kernel reads B consecutive groups of G values per step.
+/// Rows beyond `rows` and columns beyond d are zero; `f(value, p)` converts each value.
+template <int B, int G, class ExecSpace, class V, class Out, class MS, class F>
 void pack_rows(ExecSpace const &space, char const *label, V const &data, std::size_t first,
-               std::size_t rows, std::size_t padded_rows, std::size_t d,
-               Kokkos::View<T *, MS> centre, Kokkos::View<T *, MS> packed)
+               std::size_t rows, std::size_t padded_rows, std::size_t d, F const &f,
+               Kokkos::View<Out *, MS> packed)
 {
   using Policy = Kokkos::MDRangePolicy<ExecSpace, Kokkos::Rank<2>, Kokkos::IndexType<std::int64_t>>;
+  std::size_t const dp = round_up(d, G);
   Kokkos::parallel_for(
       label,
-      Policy(space, {0, 0}, {static_cast<std::int64_t>(padded_rows), static_cast<std::int64_t>(d)}),
+      Policy(space, {0, 0},
+             {static_cast<std::int64_t>(padded_rows), static_cast<std::int64_t>(dp)}),
       KOKKOS_LAMBDA(std::int64_t r, std::int64_t p) {
-        T const v = std::size_t(r) < rows ? static_cast<T>(data(first + r, p) - centre(p)) : T(0);
-        packed((std::size_t(r) / B * d + p) * B + std::size_t(r) % B) = v;
+        Out const v = std::size_t(r) < rows && std::size_t(p) < d
+                          ? f(double(data(first + r, p)), std::size_t(p))
+                          : Out(0);
+        std::size_t const ur = std::size_t(r), up = std::size_t(p);
+        packed(((ur / B) * dp + up / G * G) * B + (ur % B) * G + up % G) = v;
       });
 }
+
+/// Float pre-selection: values minus the centre, converted to T.
+template <class T, class MS>
+struct CentreShift
+{
+  Kokkos::View<T *, MS> centre;
+  KOKKOS_INLINE_FUNCTION T operator()(double v, std::size_t p) const
+  {
+    return static_cast<T>(v - double(centre(p)));
+  }
+};
+
+/// Integer pre-selection: integer values shifted into the byte range of the packed type.
+template <class Out>
+struct ByteShift
+{
+  double offset;
+  KOKKOS_INLINE_FUNCTION Out operator()(double v, std::size_t) const
+  {
+    return static_cast<Out>(static_cast<int>(v - offset));
+  }
+};
 
 /// Adds the register block's contribution of coordinates [k0, k1) of one query block (a) and
 /// one database panel (b): dot products, or |differences| for L1.
 template <Metric M, int MR, int NR, class T>
-KOKKOS_FORCEINLINE_FUNCTION void accumulate(T const *a, T const *b, std::size_t k0,
-                                            std::size_t k1, T (&acc)[MR][NR])
+KOKKOS_FORCEINLINE_FUNCTION void accumulate(T const *a, T const *b, std::size_t k0, std::size_t k1,
+                                            T (&acc)[MR][NR])
 {
   for (std::size_t p = k0; p < k1; ++p)
   {
@@ -134,6 +179,60 @@ KOKKOS_FORCEINLINE_FUNCTION void accumulate(T const *a, T const *b, std::size_t 
     }
   }
 }
+
+/// How the pre-selection computes its scores: in T from centred values (every metric), ...
+template <class T>
+struct FloatScores
+{
+  using q_type = T;
+  using x_type = T;
+  using acc_type = T;
+  using aux_type = T;
+  static constexpr int group = 1;
+  static constexpr bool exact = false;
+
+  template <Metric M, class ExecSpace, int MR, int NR>
+  KOKKOS_FORCEINLINE_FUNCTION static void accumulate(T const *a, T const *b, std::size_t k0,
+                                                     std::size_t k1, T (&acc)[MR][NR])
+  {
+    detail::accumulate<M, MR, NR>(a, b, k0, k1, acc);
+  }
+  template <Metric M>
+  KOKKOS_FORCEINLINE_FUNCTION static T score(T acc, T qa, T xa)
+  {
+    return fast_score<M>(acc, qa, xa);
+  }
+};
+
+/// ... or, for L2 on integer data spanning at most 256 consecutive values, exactly in 32-bit
+/// integers from bytes: queries as q - lo (unsigned), database rows as x - lo - 128 (signed),
+/// |q - x|^2 = (|q'|^2 - 256 sum q') + |x'|^2 - 2 q'.(x' - 128) with q' = q - lo, x' = x - lo.
+/// The score is the exact squared distance, rounded once to T.
+template <class T>
+struct Int8Scores
+{
+  using q_type = std::uint8_t;
+  using x_type = std::int8_t;
+  using acc_type = std::int32_t;
+  using aux_type = std::int32_t;
+  static constexpr int group = 4;
+  static constexpr bool exact = true;
+  /// Largest dimension whose sums stay inside int32 (2 x D x 255^2 < 2^31).
+  static constexpr std::size_t max_dimension = 16000;
+
+  template <Metric M, class ExecSpace, int MR, int NR>
+  KOKKOS_FORCEINLINE_FUNCTION static void accumulate(q_type const *a, x_type const *b,
+                                                     std::size_t k0, std::size_t k1,
+                                                     acc_type (&acc)[MR][NR])
+  {
+    backends::Int8Dot<ExecSpace>::template accumulate<MR, NR>(a, b, k0 / group, k1 / group, acc);
+  }
+  template <Metric M>
+  KOKKOS_FORCEINLINE_FUNCTION static T score(acc_type acc, aux_type qa, aux_type xa)
+  {
+    return static_cast<T>(qa + xa - 2 * acc);
+  }
+};
 
 /// One query's candidate buffer during the pre-selection (a FAISS-style reservoir): scores
 /// below the threshold are appended; a full buffer (2 x kept) is cut back to the kept smallest,
@@ -167,18 +266,24 @@ struct CandidateBuffer
 /// scores to the queries' candidate buffers. Generic path: scores go through team scratch so
 /// that the team's threads can split the chunk. Fused path (one thread per team, no depth
 /// blocking): each register block is compared with the MR thresholds while still in registers.
-template <Metric M, int MR, int NR, int KC, int Level, bool Fused, class ExecSpace, class T>
+template <Metric M, int MR, int NR, int KC, int Level, bool Fused, class ExecSpace, class T,
+          class P>
 struct ChunkKernel
 {
   using MS = typename ExecSpace::memory_space;
   using Member = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
-  Kokkos::View<T *, MS> packed_q, packed_x;
-  Kokkos::View<T *, MS> q_aux, x_aux; // indexed by global row
+  using Acc = typename P::acc_type;
+  using Aux = typename P::aux_type;
+  // Integer sums are exact only in one pass: no depth blocking for them.
+  static constexpr std::size_t kc = P::group == 1 ? std::size_t(KC) : std::size_t(1) << 62;
+  Kokkos::View<typename P::q_type *, MS> packed_q;
+  Kokkos::View<typename P::x_type *, MS> packed_x;
+  Kokkos::View<Aux *, MS> q_aux, x_aux;                 // indexed by global row
   Kokkos::View<T **, Kokkos::LayoutRight, MS> cand_val; // per query: buffer of 2 x kept
   Kokkos::View<index_type **, Kokkos::LayoutRight, MS> cand_idx;
   Kokkos::View<int *, MS> cand_count;
   Kokkos::View<T *, MS> cand_threshold;
-  std::size_t d, q0, q_rows, x0, chunk0, chunk_rows, n;
+  std::size_t dp, q0, q_rows, x0, chunk0, chunk_rows, n; // dp: packed depth
   int kept;
   bool exclude_self;
 
@@ -195,7 +300,7 @@ struct ChunkKernel
   KOKKOS_FUNCTION void operator()(Member const &team) const
   {
     if constexpr (Fused)
-      if (d <= std::size_t(KC))
+      if (dp <= kc)
         return fused(team.league_rank());
     scratch_path(team);
   }
@@ -203,7 +308,7 @@ struct ChunkKernel
   KOKKOS_FUNCTION void fused(int bi) const
   {
     CandidateBuffer<T> buf[MR];
-    T qa[MR];
+    Aux qa[MR];
     std::size_t const first_row = x0 + chunk0;
     for (int i = 0; i < MR; ++i)
     {
@@ -215,27 +320,29 @@ struct ChunkKernel
       }
       else
       {
-        buf[i] = CandidateBuffer<T>{nullptr, nullptr, 0, -Kokkos::Experimental::infinity_v<T>, kept};
-        qa[i] = T(0);
+        buf[i] =
+            CandidateBuffer<T>{nullptr, nullptr, 0, -Kokkos::Experimental::infinity_v<T>, kept};
+        qa[i] = Aux(0);
       }
     }
     int const panels = static_cast<int>(chunk_rows / NR);
-    T const *a = packed_q.data() + std::size_t(bi) * d * MR;
+    auto const *a = packed_q.data() + std::size_t(bi) * dp * MR;
     for (int pj = 0; pj < panels; ++pj)
     {
-      T acc[MR][NR] = {};
-      accumulate<M, MR, NR>(a, packed_x.data() + (chunk0 / NR + pj) * d * NR, 0, d, acc);
+      Acc acc[MR][NR] = {};
+      P::template accumulate<M, ExecSpace, MR, NR>(
+          a, packed_x.data() + (chunk0 / NR + pj) * dp * NR, 0, dp, acc);
       std::size_t const row0 = first_row + std::size_t(pj) * NR;
-      T xa[NR];
+      Aux xa[NR];
       for (int j = 0; j < NR; ++j)
-        xa[j] = row0 + j < n ? x_aux(row0 + j) : T(0);
+        xa[j] = row0 + j < n ? x_aux(row0 + j) : Aux(0);
       for (int i = 0; i < MR; ++i)
       {
         T s[NR];
         bool any = false;
         for (int j = 0; j < NR; ++j)
         {
-          s[j] = fast_score<M>(acc[i][j], qa[i], xa[j]);
+          s[j] = P::template score<M>(acc[i][j], qa[i], xa[j]);
           any |= s[j] < buf[i].threshold;
         }
         if (!any) // the common case: one vector compare per 16 scores
@@ -254,50 +361,59 @@ struct ChunkKernel
   KOKKOS_FUNCTION void scratch_path(Member const &team) const
   {
     int const bi = team.league_rank();
+    // Scores (or partial sums, with depth blocking) of the block against the whole chunk.
     T *scores = static_cast<T *>(team.team_scratch(Level).get_shmem(MR * chunk_rows * sizeof(T)));
     int const panels = static_cast<int>(chunk_rows / NR);
     // The depth loop may be blocked (KC) so that a block of queries and a panel of the chunk
     // stay in L1 while the register block accumulates; partial sums wait in the scratch.
-    for (std::size_t k0 = 0; k0 < d; k0 += KC)
+    for (std::size_t k0 = 0; k0 < dp; k0 += kc)
     {
-      std::size_t const k1 = k0 + KC < d ? k0 + KC : d;
-      bool const first = k0 == 0, last = k1 == d;
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, panels), [&](int pj) {
-        T *out = scores + std::size_t(pj) * NR;
-        T acc[MR][NR];
-        for (int i = 0; i < MR; ++i)
-          for (int j = 0; j < NR; ++j)
-            acc[i][j] = first ? T(0) : out[i * chunk_rows + j];
-        accumulate<M, MR, NR>(packed_q.data() + std::size_t(bi) * d * MR,
-                              packed_x.data() + (chunk0 / NR + pj) * d * NR, k0, k1, acc);
-        for (int i = 0; i < MR; ++i)
-        {
-          std::size_t const qg = q0 + std::size_t(bi) * MR + i;
-          T const qa = last && qg < q0 + q_rows ? q_aux(qg) : T(0);
-          for (int j = 0; j < NR; ++j)
+      std::size_t const k1 = k0 + kc < dp ? k0 + kc : dp;
+      bool const first = k0 == 0, last = k1 == dp;
+      Kokkos::parallel_for(
+          Kokkos::TeamThreadRange(team, panels),
+          [&](int pj)
           {
-            std::size_t const xg = x0 + chunk0 + std::size_t(pj) * NR + j;
-            T const xa = last && xg < n ? x_aux(xg) : T(0);
-            out[i * chunk_rows + j] = last ? fast_score<M>(acc[i][j], qa, xa) : acc[i][j];
-          }
-        }
-      });
+            T *out = scores + std::size_t(pj) * NR;
+            Acc acc[MR][NR];
+            for (int i = 0; i < MR; ++i)
+              for (int j = 0; j < NR; ++j)
+                acc[i][j] = first ? Acc(0) : static_cast<Acc>(out[i * chunk_rows + j]);
+            P::template accumulate<M, ExecSpace, MR, NR>(
+                packed_q.data() + std::size_t(bi) * dp * MR,
+                packed_x.data() + (chunk0 / NR + pj) * dp * NR, k0, k1, acc);
+            for (int i = 0; i < MR; ++i)
+            {
+              std::size_t const qg = q0 + std::size_t(bi) * MR + i;
+              Aux const qa = last && qg < q0 + q_rows ? q_aux(qg) : Aux(0);
+              for (int j = 0; j < NR; ++j)
+              {
+                std::size_t const xg = x0 + chunk0 + std::size_t(pj) * NR + j;
+                Aux const xa = last && xg < n ? x_aux(xg) : Aux(0);
+                out[i * chunk_rows + j] =
+                    last ? P::template score<M>(acc[i][j], qa, xa) : static_cast<T>(acc[i][j]);
+              }
+            }
+          });
       team.team_barrier();
     }
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, MR), [&](int i) {
-      std::size_t const ql = std::size_t(bi) * MR + i;
-      if (ql >= q_rows)
-        return;
-      std::size_t const qg = q0 + ql;
-      CandidateBuffer<T> buf = load(ql);
-      std::size_t const first = x0 + chunk0;
-      std::size_t const valid = first + chunk_rows <= n ? chunk_rows : n - first;
-      T const *row = scores + i * chunk_rows;
-      for (std::size_t j = 0; j < valid; ++j)
-        if (row[j] < buf.threshold && !(exclude_self && first + j == qg))
-          buf.offer(row[j], static_cast<index_type>(first + j));
-      store(ql, buf);
-    });
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, MR),
+                         [&](int i)
+                         {
+                           std::size_t const ql = std::size_t(bi) * MR + i;
+                           if (ql >= q_rows)
+                             return;
+                           std::size_t const qg = q0 + ql;
+                           CandidateBuffer<T> buf = load(ql);
+                           std::size_t const first = x0 + chunk0;
+                           std::size_t const valid =
+                               first + chunk_rows <= n ? chunk_rows : n - first;
+                           T const *row = scores + i * chunk_rows;
+                           for (std::size_t j = 0; j < valid; ++j)
+                             if (row[j] < buf.threshold && !(exclude_self && first + j == qg))
+                               buf.offer(row[j], static_cast<index_type>(first + j));
+                           store(ql, buf);
+                         });
   }
 };
 
@@ -320,6 +436,8 @@ struct FinalizeKernel
   std::size_t d, q0, n, n_eligible;
   int k, kept;
   double x_norm_max;
+  bool exact_scores;  // the pre-selection scores are exact values rounded once to T
+  double exact_below; // ... and need no re-scoring below this (where T holds them exactly)
 
   KOKKOS_FUNCTION void operator()(Member const &team) const
   {
@@ -328,10 +446,12 @@ struct FinalizeKernel
     T *hv = &cand_val(ql, 0);
     index_type *hi = &cand_idx(ql, 0);
     int const count = cand_count(ql);
-    Kokkos::single(Kokkos::PerTeam(team), [&]() {
-      if (count > kept)
-        select_smallest(hv, hi, count, kept);
-    });
+    Kokkos::single(Kokkos::PerTeam(team),
+                   [&]()
+                   {
+                     if (count > kept)
+                       select_smallest(hv, hi, count, kept);
+                   });
     team.team_barrier();
     // The largest kept fast score: every discarded candidate scored at least this.
     T a_kept_t = hv[0];
@@ -339,40 +459,58 @@ struct FinalizeKernel
       a_kept_t = hv[j] > a_kept_t ? hv[j] : a_kept_t;
     double const a_kept = a_kept_t;
     team.team_barrier();
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kept), [&](int j) {
-      if (j >= count || hi[j] < 0 || std::size_t(hi[j]) >= n)
-      {
-        nonfinite() = 1; // a sentinel survived: some score was NaN/Inf
-        hv[j] = Kokkos::Experimental::infinity_v<T>;
-        hi[j] = 0;
-        return;
-      }
-      // The candidates' rows are scattered over the database: ask for the next one early.
-      if (j + 1 < count && j + 1 < kept && hi[j + 1] >= 0 && std::size_t(hi[j + 1]) < n)
-        backends::prefetch_row(&database(std::size_t(hi[j + 1]), 0),
-                               d * sizeof(typename XV::value_type));
-      hv[j] = key_of<M, T>(exact_score<M>(queries, qg, database, std::size_t(hi[j]), d));
-    });
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kept),
+                         [&](int j)
+                         {
+                           if (j >= count || hi[j] < 0 || std::size_t(hi[j]) >= n)
+                           {
+                             nonfinite() = 1; // a sentinel survived: some score was NaN/Inf
+                             hv[j] = Kokkos::Experimental::infinity_v<T>;
+                             hi[j] = 0;
+                             return;
+                           }
+                           if (double(hv[j]) < exact_below)
+                           {
+                             hv[j] = key_of<M, T>(double(hv[j]));
+                             return;
+                           }
+                           // The candidates' rows are scattered over the database: ask for the next
+                           // one early.
+                           if (j + 1 < count && j + 1 < kept && hi[j + 1] >= 0 &&
+                               std::size_t(hi[j + 1]) < n && !(double(hv[j + 1]) < exact_below))
+                             backends::prefetch_row(&database(std::size_t(hi[j + 1]), 0),
+                                                    d * sizeof(typename XV::value_type));
+                           hv[j] = key_of<M, T>(
+                               exact_score<M>(queries, qg, database, std::size_t(hi[j]), d));
+                         });
     team.team_barrier();
-    Kokkos::single(Kokkos::PerTeam(team), [&]() {
-      heap_make(hv, hi, kept);
-      heap_sort(hv, hi, kept);
-      bool proven = std::size_t(kept) >= n_eligible;
-      if (!proven)
-      {
-        double q_norm = q_aux(qg);
-        if constexpr (uses_centring(M))
-          q_norm = Kokkos::sqrt(q_norm);
-        double const bound = error_bound<M, T>(a_kept, q_norm, x_norm_max, d);
-        proven = a_kept - bound > exact_above_key<M>(hv[k - 1]);
-      }
-      redo(ql) = proven ? 0 : 1;
-      for (int j = 0; j < k; ++j)
-      {
-        out_idx(qg, j) = hi[j];
-        out_dist(qg, j) = reported<M>(hv[j]);
-      }
-    });
+    Kokkos::single(Kokkos::PerTeam(team),
+                   [&]()
+                   {
+                     heap_make(hv, hi, kept);
+                     heap_sort(hv, hi, kept);
+                     bool proven = std::size_t(kept) >= n_eligible;
+                     if (!proven)
+                     {
+                       // Exact scores carry only the final rounding to T (relative u); twice that
+                       // for safety.
+                       double bound = 2 * unit_roundoff<T>() * Kokkos::fabs(a_kept);
+                       if (!exact_scores)
+                       {
+                         double q_norm = q_aux(qg);
+                         if constexpr (uses_centring(M))
+                           q_norm = Kokkos::sqrt(q_norm);
+                         bound = error_bound<M, T>(a_kept, q_norm, x_norm_max, d);
+                       }
+                       proven = a_kept - bound > exact_above_key<M>(hv[k - 1]);
+                     }
+                     redo(ql) = proven ? 0 : 1;
+                     for (int j = 0; j < k; ++j)
+                     {
+                       out_idx(qg, j) = hi[j];
+                       out_dist(qg, j) = reported<M>(hv[j]);
+                     }
+                   });
   }
 };
 
@@ -404,41 +542,47 @@ struct ExactScanKernel
     index_type *hi = &cand_idx(ql, 0);
     std::size_t const block = std::size_t(team.team_size()) * rows_per_thread;
     T *keys = static_cast<T *>(team.team_scratch(0).get_shmem(block * sizeof(T)));
-    Kokkos::single(Kokkos::PerTeam(team), [&]() {
-      for (int j = 0; j < k; ++j)
-      {
-        hv[j] = Kokkos::Experimental::infinity_v<T>;
-        hi[j] = Kokkos::Experimental::finite_max_v<index_type>;
-      }
-    });
+    Kokkos::single(Kokkos::PerTeam(team),
+                   [&]()
+                   {
+                     for (int j = 0; j < k; ++j)
+                     {
+                       hv[j] = Kokkos::Experimental::infinity_v<T>;
+                       hi[j] = Kokkos::Experimental::finite_max_v<index_type>;
+                     }
+                   });
     for (std::size_t b0 = 0; b0 < n; b0 += block)
     {
       std::size_t const rows = b0 + block <= n ? block : n - b0;
       team.team_barrier();
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows), [&](std::size_t r) {
-        keys[r] = key_of<M, T>(exact_score<M>(queries, qg, database, b0 + r, d));
-      });
+      Kokkos::parallel_for(
+          Kokkos::TeamThreadRange(team, rows), [&](std::size_t r)
+          { keys[r] = key_of<M, T>(exact_score<M>(queries, qg, database, b0 + r, d)); });
       team.team_barrier();
-      Kokkos::single(Kokkos::PerTeam(team), [&]() {
-        for (std::size_t r = 0; r < rows; ++r)
-        {
-          std::size_t const x = b0 + r;
-          if (exclude_self && x == qg)
-            continue;
-          if (keys[r] < hv[0])
-            heap_replace_top(hv, hi, k, keys[r], static_cast<index_type>(x));
-        }
-      });
+      Kokkos::single(Kokkos::PerTeam(team),
+                     [&]()
+                     {
+                       for (std::size_t r = 0; r < rows; ++r)
+                       {
+                         std::size_t const x = b0 + r;
+                         if (exclude_self && x == qg)
+                           continue;
+                         if (keys[r] < hv[0])
+                           heap_replace_top(hv, hi, k, keys[r], static_cast<index_type>(x));
+                       }
+                     });
     }
     team.team_barrier();
-    Kokkos::single(Kokkos::PerTeam(team), [&]() {
-      heap_sort(hv, hi, k);
-      for (int j = 0; j < k; ++j)
-      {
-        out_idx(qg, j) = hi[j];
-        out_dist(qg, j) = reported<M>(hv[j]);
-      }
-    });
+    Kokkos::single(Kokkos::PerTeam(team),
+                   [&]()
+                   {
+                     heap_sort(hv, hi, k);
+                     for (int j = 0; j < k; ++j)
+                     {
+                       out_idx(qg, j) = hi[j];
+                       out_dist(qg, j) = reported<M>(hv[j]);
+                     }
+                   });
   }
 };
 
@@ -470,81 +614,65 @@ private:
   std::chrono::steady_clock::time_point _last = std::chrono::steady_clock::now();
 };
 
-template <Metric M, class ExecSpace, class XV, class QV>
-auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, Plan const &plan,
-                 SearchOptions const &opt)
+/// What the checks found out about the inputs; both pre-selection variants start from it.
+template <class T, class MS>
+struct Prepared
 {
-  using T = std::remove_const_t<typename XV::value_type>;
-  using MS = typename ExecSpace::memory_space;
+  Kokkos::View<T *, MS> centre;       // L2: subtracted before the float pre-selection
+  Kokkos::View<T *, MS> x_aux, q_aux; // per-row values of the float fast score
+  double x_norm_max = 0;              // max |x - centre|, for the error bound
+  double lowest = 0;                  // smallest value of both sets (integer path)
+};
+
+/// The tiled pre-selection, exact re-ranking and fallback with scores computed as P says.
+template <Metric M, class P, class ExecSpace, class XV, class QV, class T, class MS>
+std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &queries,
+                      Plan const &plan, SearchOptions const &opt, Prepared<T, MS> const &prep,
+                      Neighbors<MS, T> const &result, std::size_t &packs)
+{
   using Traits = backends::TileTraits<ExecSpace>;
   constexpr int MR = Traits::query_block;
   constexpr int NR = Traits::database_block;
   using Policy = Kokkos::TeamPolicy<ExecSpace>;
   using Range = Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::size_t>>;
-  auto alloc = [&](char const *label) {
-    return Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label));
-  };
-
+  using Aux = typename P::aux_type;
+  auto alloc = [&](char const *label)
+  { return Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label)); };
   std::size_t const n = plan.n, q = plan.q, d = plan.d;
+  std::size_t const dp = round_up(d, P::group);
   int const k = plan.k, kept = plan.kept;
 
-  // Centre for L2: the mean of up to 4096 evenly spaced rows. Any translation is exact for L2;
-  // this one just makes the norms, and so the expansion's cancellation, small.
-  Kokkos::View<T *, MS> centre(Kokkos::view_alloc(space, "fastknn::search::centre"), d);
-  if constexpr (uses_centring(M))
+  // Per-row values of the fast score. The integer path reuses the float norms' storage (T is at
+  // least as wide as int32) so it allocates nothing beyond the plan.
+  Kokkos::View<Aux *, MS, Kokkos::MemoryTraits<Kokkos::Unmanaged>> x_aux(
+      reinterpret_cast<Aux *>(prep.x_aux.data()), n);
+  Kokkos::View<Aux *, MS, Kokkos::MemoryTraits<Kokkos::Unmanaged>> q_aux(
+      reinterpret_cast<Aux *>(prep.q_aux.data()), q);
+  if constexpr (P::exact)
   {
-    std::size_t const samples = n < 4096 ? n : 4096;
-    std::size_t const stride = n / samples;
+    static_assert(sizeof(Aux) <= sizeof(T));
+    double const lo = prep.lowest;
     Kokkos::parallel_for(
-        "fastknn::search::centre", Range(space, 0, d), KOKKOS_LAMBDA(std::size_t p) {
-          double s = 0;
-          for (std::size_t i = 0; i < samples; ++i)
-            s += database(i * stride, p);
-          centre(p) = static_cast<T>(s / double(samples));
+        "fastknn::search::integer_norms", Range(space, 0, n + q), KOKKOS_LAMBDA(std::size_t r) {
+          std::int32_t sq = 0, sum = 0;
+          for (std::size_t p = 0; p < d; ++p)
+          {
+            std::int32_t const v = static_cast<std::int32_t>(
+                (r < n ? double(database(r, p)) : double(queries(r - n, p))) - lo);
+            sq += v * v;
+            sum += v;
+          }
+          if (r < n)
+            x_aux(r) = sq;
+          else
+            q_aux(r - n) = sq - 256 * sum;
         });
   }
 
-  Kokkos::View<T *, MS> x_aux(alloc("fastknn::search::database_norms"), n);
-  Kokkos::View<T *, MS> q_aux(alloc("fastknn::search::query_norms"), q);
-  RowStats<T> xs{}, qs{};
-  Kokkos::parallel_reduce("fastknn::search::check_database", Range(space, 0, n),
-                          RowPass<M, XV, T>{database, centre, x_aux, d}, xs);
-  Kokkos::parallel_reduce("fastknn::search::check_queries", Range(space, 0, q),
-                          RowPass<M, QV, T>{queries, centre, q_aux, d}, qs);
-  if (opt.check_finite)
-  {
-    require(xs.first_bad < 0, "database row " + std::to_string(xs.first_bad) +
-                                  " contains NaN or Inf; clean the data (or set "
-                                  "check_finite = false to skip this check)");
-    require(qs.first_bad < 0, "query row " + std::to_string(qs.first_bad) +
-                                  " contains NaN or Inf; clean the data (or set "
-                                  "check_finite = false to skip this check)");
-  }
-  // The fast score must not overflow T (squares for dot products, sums for L1): refuse such
-  // inputs rather than return a wrong answer.
-  double const t_max = double(Kokkos::Experimental::finite_max_v<T>);
-  double const limit = uses_dot(M) ? Kokkos::sqrt(t_max / (64.0 * double(d)))
-                                   : t_max / (4.0 * double(d));
-  double const biggest = xs.max_abs > qs.max_abs ? xs.max_abs : qs.max_abs;
-  require(!(biggest > limit),
-          "input values up to " + std::to_string(biggest) + " exceed " + std::to_string(limit) +
-              ", where this metric's accumulation overflows in this precision; scale the data "
-              "down (or pass double Views)");
-  if constexpr (M == Metric::Cosine)
-  {
-    require(xs.min_norm2 > 0, "a database row is all zeros: the cosine similarity is undefined "
-                              "for it; remove zero rows or use the inner product");
-    require(qs.min_norm2 > 0, "a query row is all zeros: the cosine similarity is undefined "
-                              "for it; remove zero rows or use the inner product");
-  }
-  double const x_norm_max = Kokkos::sqrt(xs.max_norm2);
-
-  Neighbors<MS, T> result{
-      Kokkos::View<index_type **, Kokkos::LayoutRight, MS>(alloc("fastknn::search::indices"), q, k),
-      Kokkos::View<T **, Kokkos::LayoutRight, MS>(alloc("fastknn::search::distances"), q, k)};
-
-  Kokkos::View<T *, MS> packed_x(alloc("fastknn::search::packed_database"), plan.db_tile * d);
-  Kokkos::View<T *, MS> packed_q(alloc("fastknn::search::packed_queries"), plan.query_tile * d);
+  Kokkos::View<typename P::x_type *, MS> packed_x(alloc("fastknn::search::packed_database"),
+                                                  plan.db_tile * dp);
+  Kokkos::View<typename P::q_type *, MS> packed_q(alloc("fastknn::search::packed_queries"),
+                                                  plan.query_tile * dp);
   Kokkos::View<T **, Kokkos::LayoutRight, MS> cand_val(alloc("fastknn::search::candidate_values"),
                                                        plan.query_tile, 2 * kept);
   Kokkos::View<index_type **, Kokkos::LayoutRight, MS> cand_idx(
@@ -555,11 +683,29 @@ auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, 
   Kokkos::View<int *, MS> redo(Kokkos::view_alloc(space, "fastknn::search::redo"), plan.query_tile);
   Kokkos::View<int, MS> nonfinite(Kokkos::view_alloc(space, "fastknn::search::nonfinite"));
 
+  auto pack = [&]<int B>(char const *label, auto const &data, std::size_t first, std::size_t rows,
+                         std::size_t padded, auto const &packed)
+  {
+    if constexpr (P::exact)
+    {
+      using Out = typename std::remove_reference_t<decltype(packed)>::value_type;
+      // Queries as unsigned bytes q - lo; database rows as signed bytes x - lo - 128.
+      double const offset = std::is_signed_v<Out> ? prep.lowest + 128 : prep.lowest;
+      pack_rows<B, P::group>(space, label, data, first, rows, padded, d, ByteShift<Out>{offset},
+                             packed);
+    }
+    else
+      pack_rows<B, P::group>(space, label, data, first, rows, padded, d,
+                             CentreShift<T, MS>{prep.centre}, packed);
+  };
+
   bool const pack_once = plan.db_tile >= n;
-  auto pack_database = [&](std::size_t x0) {
+  auto pack_database = [&](std::size_t x0)
+  {
     std::size_t const rows = x0 + plan.db_tile <= n ? plan.db_tile : n - x0;
-    pack_rows<NR>(space, "fastknn::search::pack_database", database, x0, rows,
-                  round_up(rows, plan.chunk), d, centre, packed_x);
+    pack.template operator()<NR>("fastknn::search::pack_database", database, x0, rows,
+                                 round_up(rows, plan.chunk), packed_x);
+    ++packs;
   };
   if (pack_once)
     pack_database(0);
@@ -569,14 +715,20 @@ auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, 
   std::size_t const query_tiles = (q + plan.query_tile - 1) / plan.query_tile;
   std::size_t const total_chunks = chunks_per_query_tile * query_tiles;
   std::size_t chunks_done = 0;
-  std::size_t fallbacks = 0, packs = pack_once ? 1 : 0;
+  std::size_t fallbacks = 0;
+  // Below this the integer path's T scores are the exact values: no re-scoring needed.
+  double const exact_below = P::exact
+                                 ? double(std::size_t(1) << (std::numeric_limits<T>::digits < 53
+                                                                 ? std::numeric_limits<T>::digits
+                                                                 : 53))
+                                 : -Kokkos::Experimental::infinity_v<double>;
 
   for (std::size_t q0 = 0; q0 < q; q0 += plan.query_tile)
   {
     std::size_t const q_rows = q0 + plan.query_tile <= q ? plan.query_tile : q - q0;
     std::size_t const blocks = (q_rows + MR - 1) / MR;
-    pack_rows<MR>(space, "fastknn::search::pack_queries", queries, q0, q_rows, blocks * MR, d,
-                  centre, packed_q);
+    pack.template operator()<MR>("fastknn::search::pack_queries", queries, q0, q_rows, blocks * MR,
+                                 packed_q);
     Kokkos::parallel_for(
         "fastknn::search::init_candidates", Range(space, 0, q_rows), KOKKOS_LAMBDA(std::size_t i) {
           cand_count(i) = 0;
@@ -586,30 +738,44 @@ auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, 
     for (std::size_t x0 = 0; x0 < n; x0 += plan.db_tile)
     {
       if (!pack_once)
-      {
         pack_database(x0);
-        ++packs;
-      }
       std::size_t const tile_rows = x0 + plan.db_tile <= n ? plan.db_tile : n - x0;
       for (std::size_t c0 = 0; c0 < tile_rows; c0 += plan.chunk)
       {
         static_assert(!Traits::fused_select || Traits::team_size == 1,
                       "fused selection needs one thread per team");
         ChunkKernel<M, MR, NR, Traits::depth_block, Traits::scratch_level, Traits::fused_select,
-                    ExecSpace, T>
-            kernel{
-            packed_q, packed_x, q_aux, x_aux, cand_val, cand_idx, cand_count, cand_threshold, d, q0, q_rows, x0, c0,
-            plan.chunk, n, kept, opt.exclude_self};
+                    ExecSpace, T, P>
+            kernel{packed_q,   packed_x,       q_aux, x_aux, cand_val,        cand_idx,
+                   cand_count, cand_threshold, dp,    q0,    q_rows,          x0,
+                   c0,         plan.chunk,     n,     kept,  opt.exclude_self};
         Policy policy(space, static_cast<int>(blocks), Traits::team_size);
-        policy.set_scratch_size(Traits::scratch_level, Kokkos::PerTeam(MR * plan.chunk * sizeof(T)));
+        policy.set_scratch_size(Traits::scratch_level,
+                                Kokkos::PerTeam(MR * plan.chunk * sizeof(T)));
         Kokkos::parallel_for("fastknn::search::preselect_chunk", policy, kernel);
         progress.update(space, 0.95 * double(++chunks_done) / double(total_chunks));
       }
     }
 
-    FinalizeKernel<M, ExecSpace, T, QV, XV> fin{
-        queries, database, q_aux, cand_val, cand_idx, cand_count, result.indices, result.distances, redo,
-        nonfinite, d, q0, n, plan.n_eligible, k, kept, x_norm_max};
+    FinalizeKernel<M, ExecSpace, T, QV, XV> fin{queries,
+                                                database,
+                                                prep.q_aux,
+                                                cand_val,
+                                                cand_idx,
+                                                cand_count,
+                                                result.indices,
+                                                result.distances,
+                                                redo,
+                                                nonfinite,
+                                                d,
+                                                q0,
+                                                n,
+                                                plan.n_eligible,
+                                                k,
+                                                kept,
+                                                prep.x_norm_max,
+                                                P::exact,
+                                                exact_below};
     Kokkos::parallel_for("fastknn::search::exact_rerank",
                          Policy(space, static_cast<int>(q_rows), Traits::team_size), fin);
 
@@ -621,8 +787,8 @@ auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, 
     if (redo_count > 0)
     {
       ExactScanKernel<M, ExecSpace, T, QV, XV> scan{
-          queries, database, cand_val, cand_idx, result.indices, result.distances, redo, d, q0,
-          n, k, opt.exclude_self};
+          queries, database, cand_val, cand_idx, result.indices,  result.distances, redo,
+          d,       q0,       n,        k,        opt.exclude_self};
       Policy policy(space, static_cast<int>(q_rows), Traits::team_size);
       policy.set_scratch_size(
           0, Kokkos::PerTeam(std::size_t(Traits::team_size) * scan.rows_per_thread * sizeof(T)));
@@ -635,18 +801,105 @@ auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, 
   require(nonfinite_host == 0, "some distances are NaN or Inf (non-finite input with "
                                "check_finite = false); clean the data or enable check_finite");
   progress.done();
+  return fallbacks;
+}
+
+template <Metric M, class ExecSpace, class XV, class QV>
+auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, Plan const &plan,
+                 SearchOptions const &opt)
+{
+  using T = std::remove_const_t<typename XV::value_type>;
+  using MS = typename ExecSpace::memory_space;
+  using Range = Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::size_t>>;
+  auto alloc = [&](char const *label)
+  { return Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label)); };
+
+  std::size_t const n = plan.n, q = plan.q, d = plan.d;
+  int const k = plan.k;
+
+  // Centre for L2: the mean of up to 4096 evenly spaced rows. Any translation is exact for L2;
+  // this one just makes the norms, and so the expansion's cancellation, small.
+  Prepared<T, MS> prep;
+  prep.centre = Kokkos::View<T *, MS>(Kokkos::view_alloc(space, "fastknn::search::centre"), d);
+  if constexpr (uses_centring(M))
+  {
+    auto centre = prep.centre;
+    std::size_t const samples = n < 4096 ? n : 4096;
+    std::size_t const stride = n / samples;
+    Kokkos::parallel_for(
+        "fastknn::search::centre", Range(space, 0, d), KOKKOS_LAMBDA(std::size_t p) {
+          double s = 0;
+          for (std::size_t i = 0; i < samples; ++i)
+            s += database(i * stride, p);
+          centre(p) = static_cast<T>(s / double(samples));
+        });
+  }
+
+  prep.x_aux = Kokkos::View<T *, MS>(alloc("fastknn::search::database_norms"), n);
+  prep.q_aux = Kokkos::View<T *, MS>(alloc("fastknn::search::query_norms"), q);
+  RowStats xs{}, qs{};
+  Kokkos::parallel_reduce("fastknn::search::check_database", Range(space, 0, n),
+                          RowPass<M, XV, T>{database, prep.centre, prep.x_aux, d}, xs);
+  Kokkos::parallel_reduce("fastknn::search::check_queries", Range(space, 0, q),
+                          RowPass<M, QV, T>{queries, prep.centre, prep.q_aux, d}, qs);
+  if (opt.check_finite)
+  {
+    require(xs.first_bad < 0, "database row " + std::to_string(xs.first_bad) +
+                                  " contains NaN or Inf; clean the data (or set "
+                                  "check_finite = false to skip this check)");
+    require(qs.first_bad < 0, "query row " + std::to_string(qs.first_bad) +
+                                  " contains NaN or Inf; clean the data (or set "
+                                  "check_finite = false to skip this check)");
+  }
+  // The fast score must not overflow T (squares for dot products, sums for L1): refuse such
+  // inputs rather than return a wrong answer.
+  double const t_max = double(Kokkos::Experimental::finite_max_v<T>);
+  double const limit =
+      uses_dot(M) ? Kokkos::sqrt(t_max / (64.0 * double(d))) : t_max / (4.0 * double(d));
+  double const biggest = xs.max_abs > qs.max_abs ? xs.max_abs : qs.max_abs;
+  require(!(biggest > limit),
+          "input values up to " + std::to_string(biggest) + " exceed " + std::to_string(limit) +
+              ", where this metric's accumulation overflows in this precision; scale the data "
+              "down (or pass double Views)");
+  if constexpr (M == Metric::Cosine)
+  {
+    require(xs.min_norm2 > 0, "a database row is all zeros: the cosine similarity is undefined "
+                              "for it; remove zero rows or use the inner product");
+    require(qs.min_norm2 > 0, "a query row is all zeros: the cosine similarity is undefined "
+                              "for it; remove zero rows or use the inner product");
+  }
+  prep.x_norm_max = Kokkos::sqrt(xs.max_norm2);
+  prep.lowest = Kokkos::min(xs.min_val, qs.min_val);
+  double const highest = Kokkos::max(xs.max_val, qs.max_val);
+
+  Neighbors<MS, T> result{
+      Kokkos::View<index_type **, Kokkos::LayoutRight, MS>(alloc("fastknn::search::indices"), q, k),
+      Kokkos::View<T **, Kokkos::LayoutRight, MS>(alloc("fastknn::search::distances"), q, k)};
+
+  // Integer data spanning at most 256 values (images, byte-quantised vectors) is scored
+  // exactly with byte dot products where the backend has an instruction for them.
+  using Int8 = Int8Scores<T>;
+  bool const integer_path = uses_centring(M) && opt.integer_preselection &&
+                            backends::Int8Dot<ExecSpace>::accelerated && xs.integral &&
+                            qs.integral && highest - prep.lowest <= 255 && d >= 8 &&
+                            d <= Int8::max_dimension;
+  std::size_t packs = 0;
+  std::size_t const fallbacks =
+      integer_path
+          ? run_tiles<M, Int8>(space, database, queries, plan, opt, prep, result, packs)
+          : run_tiles<M, FloatScores<T>>(space, database, queries, plan, opt, prep, result, packs);
   if (opt.stats)
   {
     opt.stats->workspace_bytes = plan.workspace;
-    opt.stats->query_tiles = query_tiles;
+    opt.stats->query_tiles = (q + plan.query_tile - 1) / plan.query_tile;
     opt.stats->database_tiles = packs;
     opt.stats->chunk_rows = plan.chunk;
     opt.stats->kept = plan.kept;
     opt.stats->exact_fallbacks = fallbacks;
+    opt.stats->integer_preselection = integer_path;
   }
   return result;
 }
-
 template <class ExecSpace>
 constexpr bool is_space_v = Kokkos::is_execution_space<ExecSpace>::value;
 
@@ -657,10 +910,11 @@ constexpr bool is_space_v = Kokkos::is_execution_space<ExecSpace>::value;
 /// `space`. Returns Q x k indices and distances (best first, ties by smaller index) in the
 /// space's memory space. Throws fastknn::Error on invalid input.
 template <class ExecSpace, class DatabaseView, class QueryView>
-  requires detail::is_space_v<ExecSpace>
-Neighbors<typename ExecSpace::memory_space, std::remove_const_t<typename DatabaseView::value_type>>
-search(ExecSpace const &space, DatabaseView const &database, QueryView const &queries, int k,
-       SearchOptions const &options = {})
+requires detail::is_space_v<ExecSpace>
+    Neighbors<typename ExecSpace::memory_space,
+              std::remove_const_t<typename DatabaseView::value_type>>
+    search(ExecSpace const &space, DatabaseView const &database, QueryView const &queries, int k,
+           SearchOptions const &options = {})
 {
   using T = std::remove_const_t<typename DatabaseView::value_type>;
   static_assert(Kokkos::is_view<DatabaseView>::value && Kokkos::is_view<QueryView>::value,
@@ -674,16 +928,15 @@ search(ExecSpace const &space, DatabaseView const &database, QueryView const &qu
   static_assert(
       Kokkos::SpaceAccessibility<ExecSpace, typename DatabaseView::memory_space>::accessible,
       "fastknn::search: the database View must be accessible from the execution space");
-  static_assert(
-      Kokkos::SpaceAccessibility<ExecSpace, typename QueryView::memory_space>::accessible,
-      "fastknn::search: the queries View must be accessible from the execution space");
+  static_assert(Kokkos::SpaceAccessibility<ExecSpace, typename QueryView::memory_space>::accessible,
+                "fastknn::search: the queries View must be accessible from the execution space");
   Kokkos::Profiling::ScopedRegion region("fastknn::search");
 
   using Traits = backends::TileTraits<ExecSpace>;
-  detail::Plan const plan = detail::make_plan(
-      database.extent(0), queries.extent(0), database.extent(1), queries.extent(1), k, options,
-      sizeof(T), Traits::query_block, Traits::database_block, Traits::chunk_bytes,
-      Traits::max_chunk_rows);
+  detail::Plan const plan =
+      detail::make_plan(database.extent(0), queries.extent(0), database.extent(1),
+                        queries.extent(1), k, options, sizeof(T), Traits::query_block,
+                        Traits::database_block, Traits::chunk_bytes, Traits::max_chunk_rows);
   try
   {
     switch (options.metric)
@@ -725,19 +978,19 @@ struct HostNeighbors
 /// out, run on Kokkos' default execution space (Kokkos must be initialised, e.g. by a
 /// Kokkos::ScopeGuard). Returns Q x k neighbours, best first.
 template <class T>
-  requires(std::is_same_v<T, float> || std::is_same_v<T, double>)
-HostNeighbors<T> search(std::span<T const> database, std::span<T const> queries, std::size_t dim,
-                        int k, SearchOptions const &options = {})
+requires(std::is_same_v<T, float> || std::is_same_v<T, double>)
+    HostNeighbors<T> search(std::span<T const> database, std::span<T const> queries,
+                            std::size_t dim, int k, SearchOptions const &options = {})
 {
   detail::require(Kokkos::is_initialized(),
-          "Kokkos is not initialised; create a Kokkos::ScopeGuard before calling search");
+                  "Kokkos is not initialised; create a Kokkos::ScopeGuard before calling search");
   detail::require(dim > 0, "the dimension is 0; points need at least one coordinate");
   detail::require(database.size() % dim == 0, "database length " + std::to_string(database.size()) +
-                                          " is not a multiple of the dimension " +
-                                          std::to_string(dim));
+                                                  " is not a multiple of the dimension " +
+                                                  std::to_string(dim));
   detail::require(queries.size() % dim == 0, "query length " + std::to_string(queries.size()) +
-                                         " is not a multiple of the dimension " +
-                                         std::to_string(dim));
+                                                 " is not a multiple of the dimension " +
+                                                 std::to_string(dim));
   using Space = Kokkos::DefaultExecutionSpace;
   using Unmanaged = Kokkos::View<T const **, Kokkos::LayoutRight, Kokkos::HostSpace,
                                  Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
@@ -753,9 +1006,9 @@ HostNeighbors<T> search(std::span<T const> database, std::span<T const> queries,
   out.indices.resize(out.queries * std::size_t(k));
   out.distances.resize(out.queries * std::size_t(k));
   Kokkos::View<index_type **, Kokkos::LayoutRight, Kokkos::HostSpace> hi(out.indices.data(),
-                                                                          out.queries, k);
+                                                                         out.queries, k);
   Kokkos::View<T **, Kokkos::LayoutRight, Kokkos::HostSpace> hd(out.distances.data(), out.queries,
-                                                                 k);
+                                                                k);
   Kokkos::deep_copy(space, hi, found.indices);
   Kokkos::deep_copy(space, hd, found.distances);
   space.fence("fastknn::search::host_copy");
