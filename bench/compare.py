@@ -71,7 +71,9 @@ def main():
 
     ours_env = dict(os.environ, OMP_PROC_BIND="false")
     peer_env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    pattern = f"fashion_mnist_l2sq/q:{args.q}/k:({'|'.join(map(str, ks))})/"
+    # Both pre-selections: the default (exact integer path for these 8-bit pixels where the
+    # backend has one) and the float path forced.
+    pattern = f"fashion_mnist_l2sq(_floatpath)?/q:{args.q}/k:({'|'.join(map(str, ks))})/"
 
     times = {}  # (system, k) -> [seconds]
     context, peer_meta = None, None
@@ -80,8 +82,10 @@ def main():
         context, res = run_fastknn(args.bench, pattern, args.threads, ours_env)
         for name, b in res.items():
             k = int(name.split("/k:")[1].split("/")[0])
-            times.setdefault(("fastknn", k), []).append(b["real_time"] / 1e3)
-            times.setdefault(("fastknn-fallbacks", k), []).append(b.get("exact_fallbacks", 0))
+            ours = "fastknn-float" if "_floatpath" in name else "fastknn"
+            times.setdefault((ours, k), []).append(b["real_time"] / 1e3)
+            times.setdefault((ours + "-fallbacks", k), []).append(b.get("exact_fallbacks", 0))
+            times.setdefault((ours + "-integer", k), []).append(b.get("integer_preselection", 0))
         peer_meta = run_peers(peers, ks, args.threads, args.q, peer_env)
         for r in peer_meta["results"]:
             times.setdefault((r["peer"], r["k"]), []).append(r["median_s"])
@@ -92,24 +96,32 @@ def main():
     rows = []
     for k in ks:
         ours = statistics.median(times[("fastknn", k)])
+        fl = statistics.median(times[("fastknn-float", k)])
         row = {"k": k, "fastknn_s": ours, "fastknn_gflops": flops / ours / 1e9,
-               "fastknn_peak_fraction": flops / ours / 1e9 / peak,
-               "exact_fallbacks": max(times[("fastknn-fallbacks", k)])}
+               "integer_preselection": bool(max(times[("fastknn-integer", k)])),
+               "exact_fallbacks": max(times[("fastknn-fallbacks", k)]),
+               "fastknn_float_s": fl, "fastknn_float_gflops": flops / fl / 1e9,
+               "fastknn_float_peak_fraction": flops / fl / 1e9 / peak,
+               "float_exact_fallbacks": max(times[("fastknn-float-fallbacks", k)])}
         for p in peers:
             if (p, k) in times:
                 t = statistics.median(times[(p, k)])
                 row[f"{p}_s"] = t
                 row[f"speedup_vs_{p}"] = t / ours
+                row[f"float_speedup_vs_{p}"] = t / fl
         rows.append(row)
 
-    header = ["k", "fastknn s", "GFLOP/s", "% of FMA peak"] + [f"{p} s" for p in peers] + \
-             [f"x vs {p}" for p in peers]
+    header = ["k", "fastknn s", "path", "fastknn float-path s", "float path % of FMA peak"] + \
+             [f"{p} s" for p in peers] + [f"x vs {p}" for p in peers] + \
+             [f"float path x vs {p}" for p in peers]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        cells = [str(r["k"]), f"{r['fastknn_s']:.3f}", f"{r['fastknn_gflops']:.1f}",
-                 f"{100 * r['fastknn_peak_fraction']:.1f}"]
+        cells = [str(r["k"]), f"{r['fastknn_s']:.3f}",
+                 "int8 exact" if r["integer_preselection"] else "float",
+                 f"{r['fastknn_float_s']:.3f}", f"{100 * r['fastknn_float_peak_fraction']:.1f}"]
         cells += [f"{r.get(p + '_s', float('nan')):.3f}" for p in peers]
         cells += [f"{r.get('speedup_vs_' + p, float('nan')):.2f}" for p in peers]
+        cells += [f"{r.get('float_speedup_vs_' + p, float('nan')):.2f}" for p in peers]
         lines.append("| " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     commit = git_commit()

@@ -338,12 +338,17 @@ struct ChunkKernel
         xa[j] = row0 + j < n ? x_aux(row0 + j) : Aux(0);
       for (int i = 0; i < MR; ++i)
       {
+        // Locals and an int flag keep this loop vectorisable (GCC 12 gives up on the integer
+        // scores' conversion when the test reads the buffer's member or ors a bool).
         T s[NR];
-        bool any = false;
+        T const threshold = buf[i].threshold;
+        Aux const qai = qa[i];
+        int any = 0;
         for (int j = 0; j < NR; ++j)
         {
-          s[j] = P::template score<M>(acc[i][j], qa[i], xa[j]);
-          any |= s[j] < buf[i].threshold;
+          T const v = P::template score<M>(acc[i][j], qai, xa[j]);
+          s[j] = v;
+          any |= v < threshold ? 1 : 0;
         }
         if (!any) // the common case: one vector compare per 16 scores
           continue;
@@ -740,18 +745,24 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
       if (!pack_once)
         pack_database(x0);
       std::size_t const tile_rows = x0 + plan.db_tile <= n ? plan.db_tile : n - x0;
-      for (std::size_t c0 = 0; c0 < tile_rows; c0 += plan.chunk)
+      // The integer path's packed rows are sizeof(T) times smaller: the fused kernel (which
+      // needs no scratch for scores) sweeps as many more rows per launch (measured: ~10 %
+      // faster on Fashion-MNIST than the float chunk's rows).
+      std::size_t const launch =
+          P::exact && Traits::fused_select ? plan.chunk * sizeof(T) : plan.chunk;
+      for (std::size_t c0 = 0; c0 < tile_rows; c0 += launch)
       {
+        std::size_t const rows_now =
+            launch < round_up(tile_rows - c0, NR) ? launch : round_up(tile_rows - c0, NR);
         static_assert(!Traits::fused_select || Traits::team_size == 1,
                       "fused selection needs one thread per team");
         ChunkKernel<M, MR, NR, Traits::depth_block, Traits::scratch_level, Traits::fused_select,
                     ExecSpace, T, P>
             kernel{packed_q,   packed_x,       q_aux, x_aux, cand_val,        cand_idx,
                    cand_count, cand_threshold, dp,    q0,    q_rows,          x0,
-                   c0,         plan.chunk,     n,     kept,  opt.exclude_self};
+                   c0,         rows_now,       n,     kept,  opt.exclude_self};
         Policy policy(space, static_cast<int>(blocks), Traits::team_size);
-        policy.set_scratch_size(Traits::scratch_level,
-                                Kokkos::PerTeam(MR * plan.chunk * sizeof(T)));
+        policy.set_scratch_size(Traits::scratch_level, Kokkos::PerTeam(MR * rows_now * sizeof(T)));
         Kokkos::parallel_for("fastknn::search::preselect_chunk", policy, kernel);
         progress.update(space, 0.95 * double(++chunks_done) / double(total_chunks));
       }
