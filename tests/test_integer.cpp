@@ -196,3 +196,26 @@ TEMPLATE_LIST_TEST_CASE("integer path with double inputs", "[search][integer][do
   CHECK(cmp.index_differs == 0);
   CHECK(cmp.bad_value == 0);
 }
+
+TEMPLATE_LIST_TEST_CASE("integer path with few queries (database runs)", "[search][integer]",
+                        EnabledSpaces)
+{
+  std::size_t const n = 30007, nq = 3, d = 64;
+  auto x = integer_matrix<float>(n, d, 21, 0, 255);
+  auto q = integer_matrix<float>(nq, d, 22, 0, 255);
+  SearchOptions integer, floating;
+  floating.integer_preselection = false;
+  SearchStats si;
+  integer.stats = &si;
+  auto const k = GENERATE(1, 50);
+  auto a = run_search<TestType>(x, n, q, nq, d, k, integer);
+  auto b = run_search<TestType>(x, n, q, nq, d, k, floating);
+  if (si.chunk_rows < n)
+    CHECK(si.segments > 1);
+  CHECK(a.index == b.index);
+  CHECK(a.value == b.value);
+  auto cmp = compare_with_reference(a, x, n, q, d, integer, 1e-7);
+  CHECK(cmp.wrong_index == 0);
+  CHECK(cmp.index_differs == 0);
+  CHECK(cmp.bad_value == 0);
+}

@@ -26,8 +26,8 @@ void check_random(Shape s, int k, Metric metric, unsigned seed, bool strict_indi
   opt.metric = metric;
   auto r = run_search<Space>(x, s.n, q, s.q, s.d, k, opt);
   auto c = compare_with_reference(r, x, s.n, q, s.d, opt);
-  INFO("N=" << s.n << " Q=" << s.q << " D=" << s.d << " k=" << k << " metric="
-            << metric_name(metric) << " " << c.first_problem);
+  INFO("N=" << s.n << " Q=" << s.q << " D=" << s.d << " k=" << k
+            << " metric=" << metric_name(metric) << " " << c.first_problem);
   CHECK(c.bad_value == 0);
   CHECK(c.wrong_index == 0);
   if (strict_indices)
@@ -38,10 +38,10 @@ void check_random(Shape s, int k, Metric metric, unsigned seed, bool strict_indi
 TEMPLATE_LIST_TEST_CASE("random shapes, every metric, match the reference", "[search]",
                         EnabledSpaces)
 {
-  auto const metric = GENERATE(Metric::L2Squared, Metric::L2, Metric::L1, Metric::InnerProduct,
-                               Metric::Cosine);
-  auto const shape = GENERATE(Shape{1237, 53, 1}, Shape{1237, 53, 3}, Shape{611, 29, 784},
-                              Shape{433, 17, 1000});
+  auto const metric =
+      GENERATE(Metric::L2Squared, Metric::L2, Metric::L1, Metric::InnerProduct, Metric::Cosine);
+  auto const shape =
+      GENERATE(Shape{1237, 53, 1}, Shape{1237, 53, 3}, Shape{611, 29, 784}, Shape{433, 17, 1000});
   auto const k = GENERATE(1, 10, 100);
   // D = 1 has exact value ties between different points by construction; compare tie-tolerantly.
   check_random<TestType, float>(shape, k, metric, 7 + unsigned(shape.d), shape.d > 1);
@@ -55,8 +55,8 @@ TEMPLATE_LIST_TEST_CASE("k = N returns the whole database ranked", "[search]", E
 
 TEMPLATE_LIST_TEST_CASE("double inputs match the reference", "[search][double]", EnabledSpaces)
 {
-  auto const metric = GENERATE(Metric::L2Squared, Metric::L2, Metric::L1, Metric::InnerProduct,
-                               Metric::Cosine);
+  auto const metric =
+      GENERATE(Metric::L2Squared, Metric::L2, Metric::L1, Metric::InnerProduct, Metric::Cosine);
   check_random<TestType, double>({1000, 31, 67}, 10, metric, 11);
 }
 
@@ -71,8 +71,8 @@ TEMPLATE_LIST_TEST_CASE("planted exact ties come back in index order", "[search]
     for (std::size_t p = 0; p < d; ++p)
       x[i * d + p] = base[(i % distinct) * d + p]; // row i is a copy of point i % 40
   std::vector<float> q(base.begin(), base.begin() + 8 * d);
-  auto const metric = GENERATE(Metric::L2Squared, Metric::L2, Metric::L1, Metric::InnerProduct,
-                               Metric::Cosine);
+  auto const metric =
+      GENERATE(Metric::L2Squared, Metric::L2, Metric::L1, Metric::InnerProduct, Metric::Cosine);
   SearchOptions opt;
   opt.metric = metric;
   auto r = run_search<TestType>(x, n, q, 8, d, int(2 * copies), opt);
@@ -193,4 +193,75 @@ TEMPLATE_LIST_TEST_CASE("host convenience overload", "[search][host]", EnabledSp
   CHECK(host.indices == r.index);
   CHECK(host.distances == r.value);
   CHECK(host.queries == nq);
+}
+
+TEMPLATE_LIST_TEST_CASE("few queries split the database into runs with their own buffers",
+                        "[search][segments]", EnabledSpaces)
+{
+  std::size_t const n = 20011, nq = 5, d = 32;
+  auto const metric = GENERATE(Metric::L2Squared, Metric::L1, Metric::Cosine);
+  auto const k = GENERATE(1, 10, 300);
+  auto x = random_matrix<float>(n, d, 41);
+  auto q = random_matrix<float>(nq, d, 42);
+  SearchOptions opt;
+  opt.metric = metric;
+  SearchStats stats;
+  opt.stats = &stats;
+  auto r = run_search<TestType>(x, n, q, nq, d, k, opt);
+  INFO("metric=" << metric_name(metric) << " k=" << k << " segments=" << stats.segments);
+  if (stats.chunk_rows < n) // more than one chunk to share out (any backend wants >= 2 teams)
+    CHECK(stats.segments > 1);
+  CHECK(stats.workspace_bytes <= opt.workspace_bytes);
+  auto c = compare_with_reference(r, x, n, q, d, opt);
+  INFO(c.first_problem);
+  CHECK(c.bad_value == 0);
+  CHECK(c.wrong_index == 0);
+  CHECK(c.index_differs == 0);
+}
+
+TEMPLATE_LIST_TEST_CASE("database runs: streamed and from the packed copy agree",
+                        "[search][segments]", EnabledSpaces)
+{
+  // The same few queries planned three ways (white box: plans made by hand): one run, runs
+  // over the packed copy of the database, streamed runs. All must give the reference's answer.
+  using Traits = backends::TileTraits<TestType>;
+  std::size_t const n = 12007, nq = 20, d = 48;
+  int const k = 25;
+  auto x = random_matrix<float>(n, d, 51);
+  auto q = random_matrix<float>(nq, d, 52);
+  TestType space;
+  auto xd = to_device(space, x, n, d);
+  auto qd = to_device(space, q, nq, d);
+  SearchOptions opt;
+  opt.workspace_bytes = std::size_t(64) << 20;
+  auto run = [&](std::size_t teams, bool stream, int expect_segments_min)
+  {
+    auto plan =
+        detail::make_plan(n, nq, d, d, k, opt, sizeof(float), Traits::query_block,
+                          Traits::database_block, 64 * 1024, Traits::max_chunk_rows, teams, stream);
+    INFO("teams " << teams << " stream " << stream << ": segments " << plan.segments);
+    CHECK(plan.stream == stream);
+    CHECK(plan.segments >= expect_segments_min);
+    CHECK(plan.workspace <= opt.workspace_bytes);
+    auto found = detail::search_impl<Metric::L2Squared>(space, xd, qd, plan, opt);
+    auto hi = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.indices);
+    auto hv = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.distances);
+    HostResult<float> r;
+    r.q = nq;
+    r.k = k;
+    r.index.assign(hi.data(), hi.data() + hi.size());
+    r.value.assign(hv.data(), hv.data() + hv.size());
+    return r;
+  };
+  auto one = run(1, false, 1);
+  auto packed = run(16, false, 4);
+  auto streamed = run(16, true, 4);
+  CHECK(one.index == packed.index);
+  CHECK(one.value == packed.value);
+  CHECK(one.index == streamed.index);
+  CHECK(one.value == streamed.value);
+  auto c = compare_with_reference(streamed, x, n, q, d, opt);
+  CHECK(c.wrong_index == 0);
+  CHECK(c.index_differs == 0);
+  CHECK(c.bad_value == 0);
 }

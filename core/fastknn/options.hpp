@@ -81,6 +81,8 @@ struct SearchStats
   int kept = 0;                      ///< candidates kept per query before the exact re-ranking
   std::size_t exact_fallbacks = 0;   ///< queries redone by an exact scan (no proof from the bound)
   bool integer_preselection = false; ///< the exact 8-bit integer pre-selection was used
+  int segments = 1;      ///< database runs scanned in parallel for each query block (small batches)
+  bool streamed = false; ///< few queries: the database was packed chunk by chunk in team scratch
 };
 
 /// Options of fastknn::search. The defaults suit most uses.

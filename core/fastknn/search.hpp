@@ -267,7 +267,7 @@ struct CandidateBuffer
 /// that the team's threads can split the chunk. Fused path (one thread per team, no depth
 /// blocking): each register block is compared with the MR thresholds while still in registers.
 template <Metric M, int MR, int NR, int KC, int Level, bool Fused, class ExecSpace, class T,
-          class P>
+          class P, class XV, class Shift>
 struct ChunkKernel
 {
   using MS = typename ExecSpace::memory_space;
@@ -276,36 +276,99 @@ struct ChunkKernel
   using Aux = typename P::aux_type;
   // Integer sums are exact only in one pass: no depth blocking for them.
   static constexpr std::size_t kc = P::group == 1 ? std::size_t(KC) : std::size_t(1) << 62;
+  using X = typename P::x_type;
   Kokkos::View<typename P::q_type *, MS> packed_q;
-  Kokkos::View<typename P::x_type *, MS> packed_x;
+  Kokkos::View<X *, MS> packed_x;
   Kokkos::View<Aux *, MS> q_aux, x_aux;                 // indexed by global row
   Kokkos::View<T **, Kokkos::LayoutRight, MS> cand_val; // per query: buffer of 2 x kept
   Kokkos::View<index_type **, Kokkos::LayoutRight, MS> cand_idx;
   Kokkos::View<int *, MS> cand_count;
   Kokkos::View<T *, MS> cand_threshold;
-  std::size_t dp, q0, q_rows, x0, chunk0, chunk_rows, n; // dp: packed depth
-  int kept;
+  std::size_t dp, q0, q_rows, x0, n; // dp: packed depth; x0: first row of the packed tile
+  std::size_t tile_rows, launch;     // rows of the packed tile; rows per chunk
+  // The tile's chunks are split into `segments` runs of seg_chunks; this launch does chunk
+  // `chunk` of every run, for every query block. Each (query, segment) has its own buffer, so
+  // a few queries still give enough teams; the buffers are merged after the last launch.
+  std::size_t chunk, seg_chunks, d_real; // d_real: unpadded dimension
+  int segments, kept;
   bool exclude_self;
+  // Streaming (few queries): one launch; team `seg` packs each chunk of its run from the
+  // database into its scratch and runs all `blocks` query blocks against it.
+  bool stream;
+  int blocks;
+  XV database;
+  Shift shift;
 
-  KOKKOS_INLINE_FUNCTION CandidateBuffer<T> load(std::size_t ql) const
+  KOKKOS_INLINE_FUNCTION CandidateBuffer<T> load(std::size_t b) const
   {
-    return {&cand_val(ql, 0), &cand_idx(ql, 0), cand_count(ql), cand_threshold(ql), kept};
+    return {&cand_val(b, 0), &cand_idx(b, 0), cand_count(b), cand_threshold(b), kept};
   }
-  KOKKOS_INLINE_FUNCTION void store(std::size_t ql, CandidateBuffer<T> const &c) const
+  KOKKOS_INLINE_FUNCTION void store(std::size_t b, CandidateBuffer<T> const &c) const
   {
-    cand_count(ql) = c.count;
-    cand_threshold(ql) = c.threshold;
+    cand_count(b) = c.count;
+    cand_threshold(b) = c.threshold;
+  }
+
+  KOKKOS_INLINE_FUNCTION std::size_t rows_at(std::size_t c0) const
+  {
+    std::size_t const left = (tile_rows - c0 + NR - 1) / NR * NR;
+    return left < launch ? left : launch;
+  }
+
+  KOKKOS_INLINE_FUNCTION void block(Member const &team, int bi, int seg, std::size_t c0,
+                                    std::size_t rows, X const *xs, T *scores) const
+  {
+    if constexpr (Fused)
+      if (dp <= kc)
+        return fused(bi, seg, c0, rows, xs);
+    scratch_path(team, bi, seg, c0, rows, xs, scores);
   }
 
   KOKKOS_FUNCTION void operator()(Member const &team) const
   {
-    if constexpr (Fused)
-      if (dp <= kc)
-        return fused(team.league_rank());
-    scratch_path(team);
+    if (stream)
+      return stream_run(team);
+    int const bi = team.league_rank() / segments, seg = team.league_rank() % segments;
+    std::size_t const c0 = (std::size_t(seg) * seg_chunks + chunk) * launch;
+    if (c0 >= tile_rows)
+      return; // the last run may be shorter
+    T *scores = static_cast<T *>(team.team_scratch(Level).get_shmem(MR * launch * sizeof(T)));
+    block(team, bi, seg, c0, rows_at(c0), packed_x.data() + c0 / NR * dp * NR, scores);
   }
 
-  KOKKOS_FUNCTION void fused(int bi) const
+  KOKKOS_FUNCTION void stream_run(Member const &team) const
+  {
+    int const seg = team.league_rank();
+    X *xs = static_cast<X *>(team.team_scratch(1).get_shmem(launch * dp * sizeof(X)));
+    T *scores = static_cast<T *>(team.team_scratch(Level).get_shmem(MR * launch * sizeof(T)));
+    constexpr int G = P::group;
+    for (std::size_t c = 0; c < seg_chunks; ++c)
+    {
+      std::size_t const c0 = (std::size_t(seg) * seg_chunks + c) * launch;
+      if (c0 >= tile_rows)
+        break;
+      std::size_t const rows = rows_at(c0);
+      std::size_t const valid = tile_rows - c0 < rows ? tile_rows - c0 : rows;
+      team.team_barrier();
+      // The packed layout of pack_rows, written row by row (reads stay sequential).
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows),
+                           [&](std::size_t r)
+                           {
+                             X *out = xs + (r / NR) * dp * NR + (r % NR) * G;
+                             for (std::size_t p = 0; p < dp; ++p)
+                               out[(p / G) * NR * G + p % G] =
+                                   r < valid && p < d_real
+                                       ? shift(double(database(x0 + c0 + r, p)), p)
+                                       : X(0);
+                           });
+      team.team_barrier();
+      for (int bi = 0; bi < blocks; ++bi)
+        block(team, bi, seg, c0, rows, xs, scores);
+    }
+  }
+
+  KOKKOS_FUNCTION void fused(int bi, int seg, std::size_t chunk0, std::size_t chunk_rows,
+                             X const *xs) const
   {
     CandidateBuffer<T> buf[MR];
     Aux qa[MR];
@@ -315,7 +378,7 @@ struct ChunkKernel
       std::size_t const ql = std::size_t(bi) * MR + i;
       if (ql < q_rows)
       {
-        buf[i] = load(ql);
+        buf[i] = load(ql * segments + seg);
         qa[i] = q_aux(q0 + ql);
       }
       else
@@ -330,8 +393,7 @@ struct ChunkKernel
     for (int pj = 0; pj < panels; ++pj)
     {
       Acc acc[MR][NR] = {};
-      P::template accumulate<M, ExecSpace, MR, NR>(
-          a, packed_x.data() + (chunk0 / NR + pj) * dp * NR, 0, dp, acc);
+      P::template accumulate<M, ExecSpace, MR, NR>(a, xs + std::size_t(pj) * dp * NR, 0, dp, acc);
       std::size_t const row0 = first_row + std::size_t(pj) * NR;
       Aux xa[NR];
       for (int j = 0; j < NR; ++j)
@@ -360,14 +422,15 @@ struct ChunkKernel
     }
     for (int i = 0; i < MR; ++i)
       if (std::size_t(bi) * MR + i < q_rows)
-        store(std::size_t(bi) * MR + i, buf[i]);
+        store((std::size_t(bi) * MR + i) * segments + seg, buf[i]);
   }
 
-  KOKKOS_FUNCTION void scratch_path(Member const &team) const
+  /// `scores`: team scratch for the block's scores (or partial sums, with depth blocking)
+  /// against the whole chunk.
+  KOKKOS_FUNCTION void scratch_path(Member const &team, int bi, int seg, std::size_t chunk0,
+                                    std::size_t chunk_rows, X const *xs, T *scores) const
   {
-    int const bi = team.league_rank();
-    // Scores (or partial sums, with depth blocking) of the block against the whole chunk.
-    T *scores = static_cast<T *>(team.team_scratch(Level).get_shmem(MR * chunk_rows * sizeof(T)));
+    team.team_barrier(); // the previous block's selection may still read the scores
     int const panels = static_cast<int>(chunk_rows / NR);
     // The depth loop may be blocked (KC) so that a block of queries and a panel of the chunk
     // stay in L1 while the register block accumulates; partial sums wait in the scratch.
@@ -385,8 +448,8 @@ struct ChunkKernel
               for (int j = 0; j < NR; ++j)
                 acc[i][j] = first ? Acc(0) : static_cast<Acc>(out[i * chunk_rows + j]);
             P::template accumulate<M, ExecSpace, MR, NR>(
-                packed_q.data() + std::size_t(bi) * dp * MR,
-                packed_x.data() + (chunk0 / NR + pj) * dp * NR, k0, k1, acc);
+                packed_q.data() + std::size_t(bi) * dp * MR, xs + std::size_t(pj) * dp * NR, k0, k1,
+                acc);
             for (int i = 0; i < MR; ++i)
             {
               std::size_t const qg = q0 + std::size_t(bi) * MR + i;
@@ -409,7 +472,7 @@ struct ChunkKernel
                            if (ql >= q_rows)
                              return;
                            std::size_t const qg = q0 + ql;
-                           CandidateBuffer<T> buf = load(ql);
+                           CandidateBuffer<T> buf = load(ql * segments + seg);
                            std::size_t const first = x0 + chunk0;
                            std::size_t const valid =
                                first + chunk_rows <= n ? chunk_rows : n - first;
@@ -417,7 +480,7 @@ struct ChunkKernel
                            for (std::size_t j = 0; j < valid; ++j)
                              if (row[j] < buf.threshold && !(exclude_self && first + j == qg))
                                buf.offer(row[j], static_cast<index_type>(first + j));
-                           store(ql, buf);
+                           store(ql * segments + seg, buf);
                          });
   }
 };
@@ -443,14 +506,16 @@ struct FinalizeKernel
   double x_norm_max;
   bool exact_scores;  // the pre-selection scores are exact values rounded once to T
   double exact_below; // ... and need no re-scoring below this (where T holds them exactly)
+  int segments;       // query ql's (merged) buffer is row ql * segments
 
   KOKKOS_FUNCTION void operator()(Member const &team) const
   {
     std::size_t const ql = team.league_rank();
     std::size_t const qg = q0 + ql;
-    T *hv = &cand_val(ql, 0);
-    index_type *hi = &cand_idx(ql, 0);
-    int const count = cand_count(ql);
+    std::size_t const b = ql * segments;
+    T *hv = &cand_val(b, 0);
+    index_type *hi = &cand_idx(b, 0);
+    int const count = cand_count(b);
     Kokkos::single(Kokkos::PerTeam(team),
                    [&]()
                    {
@@ -536,6 +601,7 @@ struct ExactScanKernel
   std::size_t d, q0, n;
   int k;
   bool exclude_self;
+  int segments; // query ql's buffer (used as the heap) is row ql * segments
 
   KOKKOS_FUNCTION void operator()(Member const &team) const
   {
@@ -543,8 +609,8 @@ struct ExactScanKernel
     if (redo(ql) == 0)
       return;
     std::size_t const qg = q0 + ql;
-    T *hv = &cand_val(ql, 0);
-    index_type *hi = &cand_idx(ql, 0);
+    T *hv = &cand_val(ql * segments, 0);
+    index_type *hi = &cand_idx(ql * segments, 0);
     std::size_t const block = std::size_t(team.team_size()) * rows_per_thread;
     T *keys = static_cast<T *>(team.team_scratch(0).get_shmem(block * sizeof(T)));
     Kokkos::single(Kokkos::PerTeam(team),
@@ -674,17 +740,19 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
         });
   }
 
-  Kokkos::View<typename P::x_type *, MS> packed_x(alloc("fastknn::search::packed_database"),
-                                                  plan.db_tile * dp);
+  using X = typename P::x_type;
+  Kokkos::View<X *, MS> packed_x(alloc("fastknn::search::packed_database"),
+                                 plan.stream ? 0 : plan.db_tile * dp);
   Kokkos::View<typename P::q_type *, MS> packed_q(alloc("fastknn::search::packed_queries"),
                                                   plan.query_tile * dp);
+  int const segs = plan.segments;
+  std::size_t const buffers = plan.query_tile * std::size_t(segs);
   Kokkos::View<T **, Kokkos::LayoutRight, MS> cand_val(alloc("fastknn::search::candidate_values"),
-                                                       plan.query_tile, 2 * kept);
+                                                       buffers, 2 * kept);
   Kokkos::View<index_type **, Kokkos::LayoutRight, MS> cand_idx(
-      alloc("fastknn::search::candidate_indices"), plan.query_tile, 2 * kept);
-  Kokkos::View<int *, MS> cand_count(alloc("fastknn::search::candidate_count"), plan.query_tile);
-  Kokkos::View<T *, MS> cand_threshold(alloc("fastknn::search::candidate_threshold"),
-                                       plan.query_tile);
+      alloc("fastknn::search::candidate_indices"), buffers, 2 * kept);
+  Kokkos::View<int *, MS> cand_count(alloc("fastknn::search::candidate_count"), buffers);
+  Kokkos::View<T *, MS> cand_threshold(alloc("fastknn::search::candidate_threshold"), buffers);
   Kokkos::View<int *, MS> redo(Kokkos::view_alloc(space, "fastknn::search::redo"), plan.query_tile);
   Kokkos::View<int, MS> nonfinite(Kokkos::view_alloc(space, "fastknn::search::nonfinite"));
 
@@ -704,7 +772,8 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
                              CentreShift<T, MS>{prep.centre}, packed);
   };
 
-  bool const pack_once = plan.db_tile >= n;
+  // Streaming plans pack nothing up front: teams pack their own chunks.
+  bool const pack_once = plan.stream || plan.db_tile >= n;
   auto pack_database = [&](std::size_t x0)
   {
     std::size_t const rows = x0 + plan.db_tile <= n ? plan.db_tile : n - x0;
@@ -712,13 +781,35 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
                                  round_up(rows, plan.chunk), packed_x);
     ++packs;
   };
-  if (pack_once)
+  if (pack_once && !plan.stream)
     pack_database(0);
+  auto const x_shift = [&]
+  {
+    if constexpr (P::exact)
+      return ByteShift<std::int8_t>{prep.lowest + 128};
+    else
+      return CentreShift<T, MS>{prep.centre};
+  }();
 
+  // The integer path's packed rows are sizeof(T) times smaller: the fused kernel (which needs
+  // no scratch for scores) sweeps as many more rows per launch (measured: ~10 % faster on
+  // Fashion-MNIST than the float chunk's rows).
+  std::size_t const launch = P::exact && Traits::fused_select ? plan.chunk * sizeof(T) : plan.chunk;
+  auto tile_rows_at = [&](std::size_t x0)
+  { return x0 + plan.db_tile <= n ? plan.db_tile : n - x0; };
+  auto launches_in = [&](std::size_t tile_rows) -> std::size_t
+  {
+    if (plan.stream)
+      return 1;
+    std::size_t const chunks = (tile_rows + launch - 1) / launch;
+    return (chunks + segs - 1) / segs;
+  };
   ProgressReporter progress(opt.progress);
-  std::size_t const chunks_per_query_tile = (round_up(n, plan.chunk)) / plan.chunk;
+  std::size_t launches_per_query_tile = 0;
+  for (std::size_t x0 = 0; x0 < n; x0 += plan.db_tile)
+    launches_per_query_tile += launches_in(tile_rows_at(x0));
   std::size_t const query_tiles = (q + plan.query_tile - 1) / plan.query_tile;
-  std::size_t const total_chunks = chunks_per_query_tile * query_tiles;
+  std::size_t const total_chunks = launches_per_query_tile * query_tiles;
   std::size_t chunks_done = 0;
   std::size_t fallbacks = 0;
   // Below this the integer path's T scores are the exact values: no re-scoring needed.
@@ -735,7 +826,8 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
     pack.template operator()<MR>("fastknn::search::pack_queries", queries, q0, q_rows, blocks * MR,
                                  packed_q);
     Kokkos::parallel_for(
-        "fastknn::search::init_candidates", Range(space, 0, q_rows), KOKKOS_LAMBDA(std::size_t i) {
+        "fastknn::search::init_candidates", Range(space, 0, q_rows * segs),
+        KOKKOS_LAMBDA(std::size_t i) {
           cand_count(i) = 0;
           cand_threshold(i) = Kokkos::Experimental::infinity_v<T>;
         });
@@ -744,28 +836,90 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
     {
       if (!pack_once)
         pack_database(x0);
-      std::size_t const tile_rows = x0 + plan.db_tile <= n ? plan.db_tile : n - x0;
-      // The integer path's packed rows are sizeof(T) times smaller: the fused kernel (which
-      // needs no scratch for scores) sweeps as many more rows per launch (measured: ~10 %
-      // faster on Fashion-MNIST than the float chunk's rows).
-      std::size_t const launch =
-          P::exact && Traits::fused_select ? plan.chunk * sizeof(T) : plan.chunk;
-      for (std::size_t c0 = 0; c0 < tile_rows; c0 += launch)
+      std::size_t const tile_rows = tile_rows_at(x0);
+      std::size_t const launches = launches_in(tile_rows);
+      // Chunks per run: all of the run's chunks in one launch when streaming.
+      std::size_t const seg_chunks =
+          plan.stream ? ((tile_rows + launch - 1) / launch + segs - 1) / segs : launches;
+      std::size_t const score_bytes = MR * launch * sizeof(T);
+      std::size_t const chunk_bytes = plan.stream ? launch * dp * sizeof(X) : 0;
+      for (std::size_t c = 0; c < launches; ++c)
       {
-        std::size_t const rows_now =
-            launch < round_up(tile_rows - c0, NR) ? launch : round_up(tile_rows - c0, NR);
         static_assert(!Traits::fused_select || Traits::team_size == 1,
                       "fused selection needs one thread per team");
         ChunkKernel<M, MR, NR, Traits::depth_block, Traits::scratch_level, Traits::fused_select,
-                    ExecSpace, T, P>
-            kernel{packed_q,   packed_x,       q_aux, x_aux, cand_val,        cand_idx,
-                   cand_count, cand_threshold, dp,    q0,    q_rows,          x0,
-                   c0,         rows_now,       n,     kept,  opt.exclude_self};
-        Policy policy(space, static_cast<int>(blocks), Traits::team_size);
-        policy.set_scratch_size(Traits::scratch_level, Kokkos::PerTeam(MR * rows_now * sizeof(T)));
-        Kokkos::parallel_for("fastknn::search::preselect_chunk", policy, kernel);
+                    ExecSpace, T, P, XV, decltype(x_shift)>
+            kernel{packed_q,
+                   packed_x,
+                   q_aux,
+                   x_aux,
+                   cand_val,
+                   cand_idx,
+                   cand_count,
+                   cand_threshold,
+                   dp,
+                   q0,
+                   q_rows,
+                   x0,
+                   n,
+                   tile_rows,
+                   launch,
+                   c,
+                   seg_chunks,
+                   d,
+                   segs,
+                   kept,
+                   opt.exclude_self,
+                   plan.stream,
+                   static_cast<int>(blocks),
+                   database,
+                   x_shift};
+        int const league = plan.stream ? segs : static_cast<int>(blocks) * segs;
+        Policy policy(space, league, Traits::team_size);
+        if constexpr (Traits::scratch_level == 1)
+          policy.set_scratch_size(1, Kokkos::PerTeam(score_bytes + chunk_bytes));
+        else
+        {
+          policy.set_scratch_size(0, Kokkos::PerTeam(score_bytes));
+          if (chunk_bytes > 0)
+            policy.set_scratch_size(1, Kokkos::PerTeam(chunk_bytes));
+        }
+        Kokkos::parallel_for(plan.stream ? "fastknn::search::preselect_stream"
+                                         : "fastknn::search::preselect_chunk",
+                             policy, kernel);
         progress.update(space, 0.95 * double(++chunks_done) / double(total_chunks));
       }
+    }
+    if (segs > 1)
+    {
+      // Each query's segment buffers into its first one: compact, then keep the best `kept`.
+      // Every discarded candidate scored at least the kept ones, as the bound assumes.
+      Kokkos::parallel_for(
+          "fastknn::search::merge_segments", Range(space, 0, q_rows),
+          KOKKOS_LAMBDA(std::size_t ql) {
+            std::size_t const b = ql * segs;
+            T *val = &cand_val(b, 0);
+            index_type *idx = &cand_idx(b, 0);
+            int total = cand_count(b);
+            for (int s = 1; s < segs; ++s)
+            {
+              int const c = cand_count(b + s);
+              T const *sv = &cand_val(b + s, 0);
+              index_type const *si = &cand_idx(b + s, 0);
+              for (int j = 0; j < c; ++j)
+              {
+                val[total + j] = sv[j];
+                idx[total + j] = si[j];
+              }
+              total += c;
+            }
+            if (total > kept)
+            {
+              select_smallest(val, idx, total, kept);
+              total = kept;
+            }
+            cand_count(b) = total;
+          });
     }
 
     FinalizeKernel<M, ExecSpace, T, QV, XV> fin{queries,
@@ -786,7 +940,8 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
                                                 kept,
                                                 prep.x_norm_max,
                                                 P::exact,
-                                                exact_below};
+                                                exact_below,
+                                                segs};
     Kokkos::parallel_for("fastknn::search::exact_rerank",
                          Policy(space, static_cast<int>(q_rows), Traits::team_size), fin);
 
@@ -797,9 +952,19 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
     fallbacks += std::size_t(redo_count);
     if (redo_count > 0)
     {
-      ExactScanKernel<M, ExecSpace, T, QV, XV> scan{
-          queries, database, cand_val, cand_idx, result.indices,  result.distances, redo,
-          d,       q0,       n,        k,        opt.exclude_self};
+      ExactScanKernel<M, ExecSpace, T, QV, XV> scan{queries,
+                                                    database,
+                                                    cand_val,
+                                                    cand_idx,
+                                                    result.indices,
+                                                    result.distances,
+                                                    redo,
+                                                    d,
+                                                    q0,
+                                                    n,
+                                                    k,
+                                                    opt.exclude_self,
+                                                    segs};
       Policy policy(space, static_cast<int>(q_rows), Traits::team_size);
       policy.set_scratch_size(
           0, Kokkos::PerTeam(std::size_t(Traits::team_size) * scan.rows_per_thread * sizeof(T)));
@@ -908,6 +1073,8 @@ auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, 
     opt.stats->kept = plan.kept;
     opt.stats->exact_fallbacks = fallbacks;
     opt.stats->integer_preselection = integer_path;
+    opt.stats->segments = plan.segments;
+    opt.stats->streamed = plan.stream;
   }
   return result;
 }
@@ -947,7 +1114,11 @@ requires detail::is_space_v<ExecSpace>
   detail::Plan const plan =
       detail::make_plan(database.extent(0), queries.extent(0), database.extent(1),
                         queries.extent(1), k, options, sizeof(T), Traits::query_block,
-                        Traits::database_block, Traits::chunk_bytes, Traits::max_chunk_rows);
+                        Traits::database_block, Traits::chunk_bytes, Traits::max_chunk_rows,
+                        // two teams per thread slot keep the space busy (and balanced)
+                        std::max<std::size_t>(1, 2 * std::size_t(space.concurrency()) /
+                                                     std::size_t(Traits::team_size)),
+                        Traits::stream_small_batches);
   try
   {
     switch (options.metric)

@@ -14,7 +14,7 @@ namespace fastknn::backends
 /// elsewhere and on devices, where the hardware hides latency with many threads instead).
 KOKKOS_INLINE_FUNCTION void prefetch_row(void const *p, std::size_t bytes)
 {
-#if defined(__GNUC__) && !defined(__CUDA_ARCH__) && !defined(__HIP_DEVICE_COMPILE__) && \
+#if defined(__GNUC__) && !defined(__CUDA_ARCH__) && !defined(__HIP_DEVICE_COMPILE__) &&            \
     !defined(__SYCL_DEVICE_ONLY__)
   char const *c = static_cast<char const *>(p);
   for (std::size_t off = 0; off < bytes; off += 64)
@@ -29,14 +29,17 @@ KOKKOS_INLINE_FUNCTION void prefetch_row(void const *p, std::size_t bytes)
 template <class ExecutionSpace>
 struct TileTraits
 {
-  static constexpr int query_block = 4;    ///< queries per register block (MR)
-  static constexpr int database_block = 8; ///< database rows per register block (NR)
+  static constexpr int query_block = 4;          ///< queries per register block (MR)
+  static constexpr int database_block = 8;       ///< database rows per register block (NR)
   static constexpr int chunk_bytes = 256 * 1024; ///< packed database chunk one launch sweeps
   static constexpr int max_chunk_rows = 1024;    ///< bounds the team scratch (MR x chunk scores)
   static constexpr int team_size = 1;
-  static constexpr int scratch_level = 1; ///< team scratch level for the chunk's scores
+  static constexpr int scratch_level = 1;     ///< team scratch level for the chunk's scores
   static constexpr int depth_block = 1 << 30; ///< KC: coordinates per pass of the register block
   static constexpr bool fused_select = false; ///< compare scores in registers (team_size 1 only)
+  /// Few queries: teams pack their database chunks into level-1 scratch themselves instead of
+  /// a packed copy of the database (one read of the database instead of three).
+  static constexpr bool stream_small_batches = false;
 };
 
 #ifdef KOKKOS_ENABLE_OPENMP
@@ -63,8 +66,10 @@ struct TileTraits<Kokkos::OpenMP>
   static constexpr int max_chunk_rows = 4096;
   static constexpr int team_size = 1;
   static constexpr int scratch_level = 1; // level 0 is capped at 32 KiB on host backends
-  static constexpr int depth_block = FASTKNN_OPENMP_KC; // measured: no depth blocking is fastest here
+  static constexpr int depth_block =
+      FASTKNN_OPENMP_KC; // measured: no depth blocking is fastest here
   static constexpr bool fused_select = true;
+  static constexpr bool stream_small_batches = true; // a chunk per thread fits its L2
 };
 #endif
 
@@ -82,6 +87,7 @@ struct TileTraits<Kokkos::Cuda>
   static constexpr int scratch_level = 0; // shared memory
   static constexpr int depth_block = 1 << 30;
   static constexpr bool fused_select = false; // threads split the chunk; scores meet in scratch
+  static constexpr bool stream_small_batches = false; // 4 MiB chunks per team: use the packed copy
 };
 #endif
 

@@ -14,8 +14,14 @@
 namespace fastknn::detail
 {
 
-inline std::size_t round_up(std::size_t x, std::size_t m) { return (x + m - 1) / m * m; }
-inline std::size_t round_down(std::size_t x, std::size_t m) { return x / m * m; }
+inline std::size_t round_up(std::size_t x, std::size_t m)
+{
+  return (x + m - 1) / m * m;
+}
+inline std::size_t round_down(std::size_t x, std::size_t m)
+{
+  return x / m * m;
+}
 
 /// a*b, or a fastknn::Error naming what overflowed.
 inline std::size_t checked_mul(std::size_t a, std::size_t b, char const *what)
@@ -28,7 +34,10 @@ inline std::size_t checked_mul(std::size_t a, std::size_t b, char const *what)
 
 /// Extra candidates kept beyond k so that the exact re-ranking of the float pre-selection can
 /// prove it lost nothing (see search.hpp).
-inline int candidate_pad(int k) { return std::max(32, k / 4); }
+inline int candidate_pad(int k)
+{
+  return std::max(32, k / 4);
+}
 
 /// Everything the search needs to know about sizes, decided once on the host.
 struct Plan
@@ -41,14 +50,17 @@ struct Plan
   std::size_t chunk = 0;      // database rows one fused launch sweeps (multiple of nr)
   std::size_t db_tile = 0;    // database rows packed at once (multiple of chunk)
   std::size_t query_tile = 0; // queries processed at once (multiple of mr)
+  int segments = 1;           // database runs with their own candidate buffers (few queries)
+  bool stream = false;        // few queries: teams pack their chunks themselves (no packed copy)
   std::size_t workspace = 0;  // bytes the plan allocates
 };
 
 /// Validates the arguments and sizes the tiles so the workspace stays within the budget.
 /// Throws fastknn::Error naming the argument and the fix.
-inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d_queries, long long k,
-                      SearchOptions const &opt, std::size_t value_size, int mr, int nr,
-                      std::size_t chunk_bytes, std::size_t max_chunk_rows)
+inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d_queries,
+                      long long k, SearchOptions const &opt, std::size_t value_size, int mr, int nr,
+                      std::size_t chunk_bytes, std::size_t max_chunk_rows,
+                      std::size_t teams_wanted = 1, bool allow_stream = false)
 {
   require(n > 0, "the database is empty (0 rows); pass at least one point");
   require(q > 0, "the query set is empty (0 rows); pass at least one query");
@@ -69,14 +81,14 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
     require(q == n, "exclude_self needs the queries to be the database (Q == N), got Q = " +
                         std::to_string(q) + " and N = " + std::to_string(n));
     require(static_cast<std::size_t>(k) <= n - 1,
-            "k = " + std::to_string(k) + " with exclude_self needs k <= N-1 = " +
-                std::to_string(n - 1) + "; lower k");
+            "k = " + std::to_string(k) +
+                " with exclude_self needs k <= N-1 = " + std::to_string(n - 1) + "; lower k");
   }
   else
   {
-    require(static_cast<std::size_t>(k) <= n, "k = " + std::to_string(k) +
-                                                  " is larger than the database (N = " +
-                                                  std::to_string(n) + "); use k <= N");
+    require(static_cast<std::size_t>(k) <= n,
+            "k = " + std::to_string(k) + " is larger than the database (N = " + std::to_string(n) +
+                "); use k <= N");
   }
   checked_mul(n, d, "database size N x D");
   checked_mul(q, d, "query size Q x D");
@@ -106,11 +118,11 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
   std::size_t const budget = opt.workspace_bytes;
   // The least that works: one query block and one register block of database rows.
   std::size_t const min_need = fixed + mr * per_query + nr * row_bytes;
-  require(budget >= min_need,
-          "workspace budget of " + std::to_string(budget) + " bytes is too small for one tile (" +
-              std::to_string(min_need) + " bytes needed for N = " + std::to_string(n) +
-              ", D = " + std::to_string(d) + ", k = " + std::to_string(k) +
-              "); raise SearchOptions::workspace_bytes");
+  require(budget >= min_need, "workspace budget of " + std::to_string(budget) +
+                                  " bytes is too small for one tile (" + std::to_string(min_need) +
+                                  " bytes needed for N = " + std::to_string(n) +
+                                  ", D = " + std::to_string(d) + ", k = " + std::to_string(k) +
+                                  "); raise SearchOptions::workspace_bytes");
   std::size_t const avail = budget - fixed;
   // Room for packed database rows: at most half of what is left, and always enough left for
   // one query block.
@@ -125,8 +137,43 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
   else
     p.db_tile = round_down(db_room / row_bytes, p.chunk);
   std::size_t const left = avail - p.db_tile * row_bytes;
-  p.query_tile = std::min(round_up(q, mr), std::max<std::size_t>(mr, round_down(left / per_query, mr)));
+  p.query_tile =
+      std::min(round_up(q, mr), std::max<std::size_t>(mr, round_down(left / per_query, mr)));
   p.workspace = fixed + p.db_tile * row_bytes + p.query_tile * per_query;
+  // Too few query blocks to keep the execution space busy (small batches): split the database
+  // into runs, each with its own candidate buffers, as far as the budget allows.
+  std::size_t const blocks = p.query_tile / mr;
+  std::size_t const per_segment =
+      p.query_tile *
+      (2 * std::size_t(p.kept) * (value_size + sizeof(index_type)) + value_size + sizeof(int));
+  if (blocks < teams_wanted)
+  {
+    std::size_t const chunks_total = (n + p.chunk - 1) / p.chunk;
+    if (allow_stream && chunks_total > 1 && p.query_tile >= q)
+    {
+      // Streaming: no packed copy of the database; each team packs its chunks into its own
+      // scratch and runs every query block against them, so the database is read once.
+      std::size_t const per_team = per_segment + p.chunk * row_bytes;
+      // Per team: its buffers for every query and its packed chunk.
+      std::size_t const base = fixed + p.query_tile * per_query - per_segment;
+      std::size_t const fit = budget > base ? (budget - base) / per_team : 0;
+      std::size_t const s = std::min({teams_wanted, chunks_total, fit, std::size_t(1024)});
+      if (s >= 2)
+      {
+        p.stream = true;
+        p.segments = static_cast<int>(s);
+        p.db_tile = round_up(n, p.chunk);
+        p.workspace = base + s * per_team;
+        return p;
+      }
+    }
+    std::size_t const chunks = p.db_tile / p.chunk;
+    std::size_t const room = budget > p.workspace ? budget - p.workspace : 0;
+    std::size_t const s = std::min(
+        {(teams_wanted + blocks - 1) / blocks, chunks, 1 + room / per_segment, std::size_t(1024)});
+    p.segments = static_cast<int>(std::max<std::size_t>(1, s));
+    p.workspace += (p.segments - 1) * per_segment;
+  }
   return p;
 }
 
