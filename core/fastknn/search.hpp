@@ -400,24 +400,32 @@ struct ChunkKernel
         xa[j] = row0 + j < n ? x_aux(row0 + j) : Aux(0);
       for (int i = 0; i < MR; ++i)
       {
-        // Locals and an int flag keep this loop vectorisable (GCC 12 gives up on the integer
-        // scores' conversion when the test reads the buffer's member or ors a bool).
+        // One vector compare per 16 scores gives a bit mask of the candidates; only those are
+        // visited (with large k most panels hold a few). Locals and an integer mask keep this
+        // loop vectorisable (GCC 12 gives up when the test reads the buffer's member).
+        static_assert(NR <= 64, "the candidate mask has 64 bits");
         T s[NR];
         T const threshold = buf[i].threshold;
         Aux const qai = qa[i];
-        int any = 0;
+        std::uint64_t mask = 0;
         for (int j = 0; j < NR; ++j)
         {
           T const v = P::template score<M>(acc[i][j], qai, xa[j]);
           s[j] = v;
-          any |= v < threshold ? 1 : 0;
+          mask |= std::uint64_t(v < threshold ? 1 : 0) << j;
         }
-        if (!any) // the common case: one vector compare per 16 scores
+        if (mask == 0) // the common case for small k
           continue;
+        if (row0 + NR > n) // padding rows past the end
+          mask &= (std::uint64_t(1) << (n - row0)) - 1;
         std::size_t const qg = q0 + std::size_t(bi) * MR + i;
-        for (int j = 0; j < NR && row0 + j < n; ++j)
+        while (mask != 0)
+        {
+          int const j = backends::lowest_set_bit(mask);
+          mask &= mask - 1;
           if (s[j] < buf[i].threshold && !(exclude_self && row0 + j == qg))
             buf[i].offer(s[j], static_cast<index_type>(row0 + j));
+        }
       }
     }
     for (int i = 0; i < MR; ++i)

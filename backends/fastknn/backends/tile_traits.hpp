@@ -6,6 +6,7 @@
 #include <Kokkos_Core.hpp>
 
 #include <cstddef>
+#include <cstdint>
 
 namespace fastknn::backends
 {
@@ -22,6 +23,24 @@ KOKKOS_INLINE_FUNCTION void prefetch_row(void const *p, std::size_t bytes)
 #else
   (void)p;
   (void)bytes;
+#endif
+}
+
+/// Index of the lowest set bit of a non-zero mask.
+KOKKOS_INLINE_FUNCTION int lowest_set_bit(std::uint64_t mask)
+{
+#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
+  return __ffsll(static_cast<unsigned long long>(mask)) - 1;
+#elif defined(__GNUC__)
+  return __builtin_ctzll(mask);
+#else
+  int j = 0;
+  while (!(mask & 1))
+  {
+    mask >>= 1;
+    ++j;
+  }
+  return j;
 #endif
 }
 
