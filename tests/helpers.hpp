@@ -56,6 +56,37 @@ HostResult<T> run_search(std::vector<T> const &x, std::size_t n, std::vector<T> 
   return r;
 }
 
+/// White box: the search with a plan made by hand (teams wanted, streaming threshold), e.g. to
+/// force the packed-copy path that large query sets take.
+template <class Space, class T>
+HostResult<T> run_planned(std::vector<T> const &x, std::size_t n, std::vector<T> const &q,
+                          std::size_t nq, std::size_t d, int k, SearchOptions const &opt,
+                          std::size_t teams_wanted, std::size_t stream_query_bytes)
+{
+  using Traits = backends::TileTraits<Space>;
+  Space space;
+  auto xd = to_device(space, x, n, d);
+  auto qd = to_device(space, q, nq, d);
+  auto plan = detail::make_plan(n, nq, d, d, k, opt, sizeof(T), Traits::query_block,
+                                Traits::database_block, Traits::chunk_bytes, Traits::max_chunk_rows,
+                                teams_wanted, stream_query_bytes);
+  auto run = [&]<Metric M>() { return detail::search_impl<M>(space, xd, qd, plan, opt); };
+  auto found = opt.metric == Metric::L2Squared ? run.template operator()<Metric::L2Squared>()
+               : opt.metric == Metric::L2      ? run.template operator()<Metric::L2>()
+               : opt.metric == Metric::L1      ? run.template operator()<Metric::L1>()
+               : opt.metric == Metric::InnerProduct
+                   ? run.template operator()<Metric::InnerProduct>()
+                   : run.template operator()<Metric::Cosine>();
+  auto hi = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.indices);
+  auto hv = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.distances);
+  HostResult<T> r;
+  r.q = nq;
+  r.k = k;
+  r.index.assign(hi.data(), hi.data() + hi.size());
+  r.value.assign(hv.data(), hv.data() + hv.size());
+  return r;
+}
+
 struct Comparison
 {
   std::size_t checked = 0;
@@ -98,9 +129,8 @@ Comparison compare_with_reference(HostResult<T> const &r, std::vector<T> const &
       }
       if (r.idx(i, j) != ref.index[j])
       {
-        bool const near_tie =
-            r.idx(i, j) >= 0 && std::size_t(r.idx(i, j)) < n &&
-            std::abs(all(r.idx(i, j)) - ref.value[j]) <= tol;
+        bool const near_tie = r.idx(i, j) >= 0 && std::size_t(r.idx(i, j)) < n &&
+                              std::abs(all(r.idx(i, j)) - ref.value[j]) <= tol;
         if (near_tie)
           ++c.index_differs;
         else

@@ -3,8 +3,8 @@
 #include "enabled_spaces.hpp"
 #include "helpers.hpp"
 
-#include <catch2/catch_template_test_macros.hpp>
 #include <catch2/catch_approx.hpp>
+#include <catch2/catch_template_test_macros.hpp>
 #include <catch2/generators/catch_generators.hpp>
 
 using namespace fastknn;
@@ -35,8 +35,8 @@ TEMPLATE_LIST_TEST_CASE("k = N with duplicates and one query", "[degenerate]", E
   CHECK(r.value == values);
 }
 
-TEMPLATE_LIST_TEST_CASE("inner product and cosine report similarities best first",
-                        "[degenerate]", EnabledSpaces)
+TEMPLATE_LIST_TEST_CASE("inner product and cosine report similarities best first", "[degenerate]",
+                        EnabledSpaces)
 {
   std::vector<float> x{1, 0, 0, 1, 3, 3, -1, 0};
   std::vector<float> q{2, 1};
@@ -52,11 +52,10 @@ TEMPLATE_LIST_TEST_CASE("inner product and cosine report similarities best first
   CHECK(cs.val(0, 3) == Catch::Approx(-2.0 / std::sqrt(5.0)));
 }
 
-TEMPLATE_LIST_TEST_CASE("sizes that are not multiples of any tile", "[degenerate]",
-                        EnabledSpaces)
+TEMPLATE_LIST_TEST_CASE("sizes that are not multiples of any tile", "[degenerate]", EnabledSpaces)
 {
-  auto const n = GENERATE(std::size_t(1), std::size_t(2), std::size_t(13), std::size_t(33),
-                          std::size_t(97));
+  auto const n =
+      GENERATE(std::size_t(1), std::size_t(2), std::size_t(13), std::size_t(33), std::size_t(97));
   auto const nq = GENERATE(std::size_t(1), std::size_t(5), std::size_t(13), std::size_t(25));
   std::size_t const d = 7;
   auto x = random_matrix<float>(n, d, unsigned(n));

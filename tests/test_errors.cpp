@@ -33,8 +33,14 @@ TEMPLATE_LIST_TEST_CASE("invalid arguments are refused with a clear message", "[
   auto x = random_matrix<float>(50, 4, 1);
   auto q = random_matrix<float>(6, 4, 2);
   SearchOptions opt;
-  SECTION("k < 1") { expect_error<TestType>(x, 50, q, 6, 4, 4, 0, opt, "k must be at least 1"); }
-  SECTION("k > N") { expect_error<TestType>(x, 50, q, 6, 4, 4, 51, opt, "larger than the database"); }
+  SECTION("k < 1")
+  {
+    expect_error<TestType>(x, 50, q, 6, 4, 4, 0, opt, "k must be at least 1");
+  }
+  SECTION("k > N")
+  {
+    expect_error<TestType>(x, 50, q, 6, 4, 4, 51, opt, "larger than the database");
+  }
   SECTION("k > N-1 with exclude_self")
   {
     opt.exclude_self = true;
@@ -50,9 +56,18 @@ TEMPLATE_LIST_TEST_CASE("invalid arguments are refused with a clear message", "[
     auto q3 = random_matrix<float>(6, 3, 2);
     expect_error<TestType>(x, 50, q3, 6, 4, 3, 3, opt, "dimension mismatch");
   }
-  SECTION("empty database") { expect_error<TestType>({}, 0, q, 6, 4, 4, 1, opt, "database is empty"); }
-  SECTION("empty queries") { expect_error<TestType>(x, 50, {}, 0, 4, 4, 1, opt, "query set is empty"); }
-  SECTION("zero dimension") { expect_error<TestType>({}, 50, {}, 6, 0, 0, 1, opt, "dimension is 0"); }
+  SECTION("empty database")
+  {
+    expect_error<TestType>({}, 0, q, 6, 4, 4, 1, opt, "database is empty");
+  }
+  SECTION("empty queries")
+  {
+    expect_error<TestType>(x, 50, {}, 0, 4, 4, 1, opt, "query set is empty");
+  }
+  SECTION("zero dimension")
+  {
+    expect_error<TestType>({}, 50, {}, 6, 0, 0, 1, opt, "dimension is 0");
+  }
   SECTION("NaN in the database")
   {
     x[7 * 4 + 2] = std::numeric_limits<float>::quiet_NaN();
@@ -100,9 +115,9 @@ TEST_CASE("sizes that overflow the index type are refused before allocating", "[
                       ContainsSubstring("too large"));
   // Q x k results of 12 bytes each do not fit in 64 bits.
   std::size_t const big = (std::size_t(1) << 31) - 2;
-  REQUIRE_THROWS_WITH(detail::make_plan(big, big, 8, 8, (long long)(big), opt, 4, 12, 32, 1 << 18,
-                                        4096),
-                      ContainsSubstring("overflows"));
+  REQUIRE_THROWS_WITH(
+      detail::make_plan(big, big, 8, 8, (long long)(big), opt, 4, 12, 32, 1 << 18, 4096),
+      ContainsSubstring("overflows"));
   REQUIRE_THROWS_AS(detail::make_plan(huge, 10, 8, 8, 5, opt, 4, 12, 32, 1 << 18, 4096),
                     fastknn::Error);
 }

@@ -114,6 +114,9 @@ TEMPLATE_LIST_TEST_CASE("integer data: exact integer pre-selection, identical to
   CHECK_FALSE(sf.integer_preselection);
   CHECK(a.index == b.index);
   CHECK(a.value == b.value);
+  auto packed = run_planned<TestType>(x, c.n, q, c.q, c.d, k, integer, 1, 0); // no streaming
+  CHECK(packed.index == a.index);
+  CHECK(packed.value == a.value);
   auto cmp = compare_with_reference(a, x, c.n, q, c.d, integer, 1e-7);
   INFO(cmp.first_problem);
   CHECK(cmp.bad_value == 0);

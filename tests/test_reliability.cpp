@@ -63,8 +63,8 @@ TEMPLATE_LIST_TEST_CASE("very high dimension (D = 100000)", "[reliability]", Ena
   CHECK(c.bad_value == 0);
 }
 
-TEMPLATE_LIST_TEST_CASE("large values are exact in double and refused in float",
-                        "[reliability]", EnabledSpaces)
+TEMPLATE_LIST_TEST_CASE("large values are exact in double and refused in float", "[reliability]",
+                        EnabledSpaces)
 {
   std::size_t const n = 200, nq = 5, d = 4;
   auto xd = random_matrix<double>(n, d, 7, -1e30, 1e30);

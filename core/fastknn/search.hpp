@@ -1126,7 +1126,7 @@ requires detail::is_space_v<ExecSpace>
                         // two teams per thread slot keep the space busy (and balanced)
                         std::max<std::size_t>(1, 2 * std::size_t(space.concurrency()) /
                                                      std::size_t(Traits::team_size)),
-                        Traits::stream_small_batches);
+                        Traits::stream_query_bytes);
   try
   {
     switch (options.metric)

@@ -56,9 +56,10 @@ struct TileTraits
   static constexpr int scratch_level = 1;     ///< team scratch level for the chunk's scores
   static constexpr int depth_block = 1 << 30; ///< KC: coordinates per pass of the register block
   static constexpr bool fused_select = false; ///< compare scores in registers (team_size 1 only)
-  /// Few queries: teams pack their database chunks into level-1 scratch themselves instead of
-  /// a packed copy of the database (one read of the database instead of three).
-  static constexpr bool stream_small_batches = false;
+  /// Queries up to this many bytes (or too few query blocks to fill the space): teams pack their
+  /// database chunks into level-1 scratch themselves instead of using a packed copy of the
+  /// database (one read of it instead of three). 0: never.
+  static constexpr std::size_t stream_query_bytes = 0;
 };
 
 #ifdef KOKKOS_ENABLE_OPENMP
@@ -88,7 +89,8 @@ struct TileTraits<Kokkos::OpenMP>
   static constexpr int depth_block =
       FASTKNN_OPENMP_KC; // measured: no depth blocking is fastest here
   static constexpr bool fused_select = true;
-  static constexpr bool stream_small_batches = true; // a chunk per thread fits its L2
+  // a chunk per thread fits its L2; measured: 10^3 Fashion-MNIST queries (3 MiB) gain 15-20 %
+  static constexpr std::size_t stream_query_bytes = std::size_t(4) << 20;
 };
 #endif
 
@@ -106,7 +108,7 @@ struct TileTraits<Kokkos::Cuda>
   static constexpr int scratch_level = 0; // shared memory
   static constexpr int depth_block = 1 << 30;
   static constexpr bool fused_select = false; // threads split the chunk; scores meet in scratch
-  static constexpr bool stream_small_batches = false; // 4 MiB chunks per team: use the packed copy
+  static constexpr std::size_t stream_query_bytes = 0; // 4 MiB chunks per team: packed copy
 };
 #endif
 
