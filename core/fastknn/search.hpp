@@ -536,30 +536,62 @@ struct FinalizeKernel
     for (int j = 1; j < kept; ++j)
       a_kept_t = hv[j] > a_kept_t ? hv[j] : a_kept_t;
     double const a_kept = a_kept_t;
+    // Bound on |fast - exact| for every candidate scoring at most a_kept. Exact scores carry
+    // only the final rounding to T (relative u); twice that for safety.
+    double bound = 2 * unit_roundoff<T>() * Kokkos::fabs(a_kept);
+    if (!exact_scores)
+    {
+      double q_norm = q_aux(qg);
+      if constexpr (uses_centring(M))
+        q_norm = Kokkos::sqrt(q_norm);
+      bound = error_bound<M, T>(a_kept, q_norm, x_norm_max, d);
+    }
+    auto valid = [&](int j) { return j < count && hi[j] >= 0 && std::size_t(hi[j]) < n; };
+    auto rescore = [&](int j)
+    {
+      if (!valid(j))
+      {
+        nonfinite() = 1; // a sentinel survived: some score was NaN/Inf
+        hv[j] = Kokkos::Experimental::infinity_v<T>;
+        hi[j] = 0;
+        return;
+      }
+      if (double(hv[j]) < exact_below)
+      {
+        hv[j] = key_of<M, T>(double(hv[j]));
+        return;
+      }
+      // The candidates' rows are scattered over the database: ask for the next one early.
+      if (j + 1 < kept && valid(j + 1) && !(double(hv[j + 1]) < exact_below))
+        backends::prefetch_row(&database(std::size_t(hi[j + 1]), 0),
+                               d * sizeof(typename XV::value_type));
+      hv[j] = key_of<M, T>(exact_score<M>(queries, qg, database, std::size_t(hi[j]), d));
+    };
     team.team_barrier();
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kept),
+    // Re-score the k best fast scores first ...
+    Kokkos::single(Kokkos::PerTeam(team),
+                   [&]()
+                   {
+                     if (kept > k && count >= kept)
+                       select_smallest(hv, hi, kept, k);
+                   });
+    team.team_barrier();
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, k), rescore);
+    team.team_barrier();
+    // ... then only the others whose exact value could still reach the k-th one so far (with
+    // large k most of the pad is skipped: each skip saves reading a database row).
+    T kth = hv[0];
+    for (int j = 1; j < k; ++j)
+      kth = hv[j] > kth ? hv[j] : kth;
+    double const reach = exact_above_key<M>(kth);
+    team.team_barrier();
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, k, kept),
                          [&](int j)
                          {
-                           if (j >= count || hi[j] < 0 || std::size_t(hi[j]) >= n)
-                           {
-                             nonfinite() = 1; // a sentinel survived: some score was NaN/Inf
-                             hv[j] = Kokkos::Experimental::infinity_v<T>;
-                             hi[j] = 0;
-                             return;
-                           }
-                           if (double(hv[j]) < exact_below)
-                           {
-                             hv[j] = key_of<M, T>(double(hv[j]));
-                             return;
-                           }
-                           // The candidates' rows are scattered over the database: ask for the next
-                           // one early.
-                           if (j + 1 < count && j + 1 < kept && hi[j + 1] >= 0 &&
-                               std::size_t(hi[j + 1]) < n && !(double(hv[j + 1]) < exact_below))
-                             backends::prefetch_row(&database(std::size_t(hi[j + 1]), 0),
-                                                    d * sizeof(typename XV::value_type));
-                           hv[j] = key_of<M, T>(
-                               exact_score<M>(queries, qg, database, std::size_t(hi[j]), d));
+                           if (valid(j) && double(hv[j]) - bound > reach)
+                             hv[j] = Kokkos::Experimental::infinity_v<T>; // cannot be in the top k
+                           else
+                             rescore(j);
                          });
     team.team_barrier();
     Kokkos::single(Kokkos::PerTeam(team),
@@ -567,21 +599,8 @@ struct FinalizeKernel
                    {
                      heap_make(hv, hi, kept);
                      heap_sort(hv, hi, kept);
-                     bool proven = std::size_t(kept) >= n_eligible;
-                     if (!proven)
-                     {
-                       // Exact scores carry only the final rounding to T (relative u); twice that
-                       // for safety.
-                       double bound = 2 * unit_roundoff<T>() * Kokkos::fabs(a_kept);
-                       if (!exact_scores)
-                       {
-                         double q_norm = q_aux(qg);
-                         if constexpr (uses_centring(M))
-                           q_norm = Kokkos::sqrt(q_norm);
-                         bound = error_bound<M, T>(a_kept, q_norm, x_norm_max, d);
-                       }
-                       proven = a_kept - bound > exact_above_key<M>(hv[k - 1]);
-                     }
+                     bool const proven = std::size_t(kept) >= n_eligible ||
+                                         a_kept - bound > exact_above_key<M>(hv[k - 1]);
                      redo(ql) = proven ? 0 : 1;
                      for (int j = 0; j < k; ++j)
                      {
