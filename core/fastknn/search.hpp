@@ -235,10 +235,10 @@ struct Int8Scores
 };
 
 /// One query's candidate buffer during the pre-selection (a FAISS-style reservoir): scores
-/// below the threshold are appended; a full buffer (2 x kept) is cut back to the kept smallest,
-/// whose largest becomes the new threshold. Appends are cheap and branch-predictable, unlike
-/// heap insertions, which matters for large k. Rows are offered in increasing index order and
-/// the test is strict, so ties keep the smaller index.
+/// below the threshold are appended; a full buffer (factor x kept) is cut back to the kept
+/// smallest, whose largest becomes the new threshold. Appends are cheap and branch-predictable,
+/// unlike heap insertions, which matters for large k. Rows are offered in increasing index order
+/// and the test is strict, so ties keep the smaller index.
 template <class T>
 struct CandidateBuffer
 {
@@ -252,7 +252,7 @@ struct CandidateBuffer
   {
     val[count] = score;
     idx[count] = index;
-    if (++count == 2 * kept)
+    if (++count == candidate_buffer_factor * kept)
     {
       select_smallest(val, idx, count, kept);
       count = kept;
@@ -280,7 +280,7 @@ struct ChunkKernel
   Kokkos::View<typename P::q_type *, MS> packed_q;
   Kokkos::View<X *, MS> packed_x;
   Kokkos::View<Aux *, MS> q_aux, x_aux;                 // indexed by global row
-  Kokkos::View<T **, Kokkos::LayoutRight, MS> cand_val; // per query: buffer of 2 x kept
+  Kokkos::View<T **, Kokkos::LayoutRight, MS> cand_val; // per query: factor x kept
   Kokkos::View<index_type **, Kokkos::LayoutRight, MS> cand_idx;
   Kokkos::View<int *, MS> cand_count;
   Kokkos::View<T *, MS> cand_threshold;
@@ -775,9 +775,9 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
   int const segs = plan.segments;
   std::size_t const buffers = plan.query_tile * std::size_t(segs);
   Kokkos::View<T **, Kokkos::LayoutRight, MS> cand_val(alloc("fastknn::search::candidate_values"),
-                                                       buffers, 2 * kept);
+                                                       buffers, candidate_buffer_factor * kept);
   Kokkos::View<index_type **, Kokkos::LayoutRight, MS> cand_idx(
-      alloc("fastknn::search::candidate_indices"), buffers, 2 * kept);
+      alloc("fastknn::search::candidate_indices"), buffers, candidate_buffer_factor * kept);
   Kokkos::View<int *, MS> cand_count(alloc("fastknn::search::candidate_count"), buffers);
   Kokkos::View<T *, MS> cand_threshold(alloc("fastknn::search::candidate_threshold"), buffers);
   Kokkos::View<int *, MS> redo(Kokkos::view_alloc(space, "fastknn::search::redo"), plan.query_tile);

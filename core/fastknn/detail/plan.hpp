@@ -39,6 +39,10 @@ inline int candidate_pad(int k)
   return std::max(32, k / 4);
 }
 
+/// Capacity of a query's candidate buffer in units of `kept`: a full buffer is cut back to the
+/// kept best, so each cut costs O(capacity) and comes every (factor - 1) x kept appends.
+inline constexpr int candidate_buffer_factor = 2;
+
 /// Everything the search needs to know about sizes, decided once on the host.
 struct Plan
 {
@@ -112,9 +116,10 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
 
   // Fixed part: per-row norms of database and queries, the centring vector.
   std::size_t const fixed = (n + q + d) * value_size;
-  // Per query: packed copy, norm, threshold and count, a buffer of 2 x kept candidates.
+  // Per query: packed copy, norm, threshold and count, a buffer of factor x kept candidates.
   std::size_t const per_query = row_bytes + 2 * value_size + sizeof(int) +
-                                2 * std::size_t(p.kept) * (value_size + sizeof(index_type));
+                                std::size_t(candidate_buffer_factor) * std::size_t(p.kept) *
+                                    (value_size + sizeof(index_type));
   std::size_t const budget = opt.workspace_bytes;
   // The least that works: one query block and one register block of database rows.
   std::size_t const min_need = fixed + mr * per_query + nr * row_bytes;
@@ -144,8 +149,9 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
   // execution space is busy (and, when streaming, the queries are reused from cache).
   std::size_t const blocks = p.query_tile / mr;
   std::size_t const per_segment =
-      p.query_tile *
-      (2 * std::size_t(p.kept) * (value_size + sizeof(index_type)) + value_size + sizeof(int));
+      p.query_tile * (std::size_t(candidate_buffer_factor) * std::size_t(p.kept) *
+                          (value_size + sizeof(index_type)) +
+                      value_size + sizeof(int));
   std::size_t const chunks_total = (n + p.chunk - 1) / p.chunk;
   // Streaming pays when the queries are few enough to be swept against each chunk from cache;
   // measured on 2 cores: 10^2 and 10^3 Fashion-MNIST queries 15-40 % faster, 10^4 slower.
