@@ -36,6 +36,22 @@ to_device(Space const &space, std::vector<T> const &v, std::size_t rows, std::si
   return d;
 }
 
+/// Copies a search's result to the host, checking its shape.
+template <class MS, class T>
+HostResult<T> to_host(Neighbors<MS, T> const &found, std::size_t nq, int k)
+{
+  auto hi = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.indices);
+  auto hv = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.distances);
+  REQUIRE(found.indices.extent(0) == nq);
+  REQUIRE(found.indices.extent(1) == std::size_t(k));
+  HostResult<T> r;
+  r.q = nq;
+  r.k = k;
+  r.index.assign(hi.data(), hi.data() + hi.size());
+  r.value.assign(hv.data(), hv.data() + hv.size());
+  return r;
+}
+
 template <class Space, class T>
 HostResult<T> run_search(std::vector<T> const &x, std::size_t n, std::vector<T> const &q,
                          std::size_t nq, std::size_t d, int k, SearchOptions const &opt = {})
@@ -43,17 +59,7 @@ HostResult<T> run_search(std::vector<T> const &x, std::size_t n, std::vector<T> 
   Space space;
   auto xd = to_device(space, x, n, d);
   auto qd = to_device(space, q, nq, d);
-  auto found = fastknn::search(space, xd, qd, k, opt);
-  auto hi = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.indices);
-  auto hv = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.distances);
-  HostResult<T> r;
-  r.q = nq;
-  r.k = k;
-  r.index.assign(hi.data(), hi.data() + hi.size());
-  r.value.assign(hv.data(), hv.data() + hv.size());
-  REQUIRE(found.indices.extent(0) == nq);
-  REQUIRE(found.indices.extent(1) == std::size_t(k));
-  return r;
+  return to_host(fastknn::search(space, xd, qd, k, opt), nq, k);
 }
 
 /// White box: the search with a plan made by hand (teams wanted, streaming threshold), e.g. to
@@ -77,14 +83,7 @@ HostResult<T> run_planned(std::vector<T> const &x, std::size_t n, std::vector<T>
                : opt.metric == Metric::InnerProduct
                    ? run.template operator()<Metric::InnerProduct>()
                    : run.template operator()<Metric::Cosine>();
-  auto hi = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.indices);
-  auto hv = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.distances);
-  HostResult<T> r;
-  r.q = nq;
-  r.k = k;
-  r.index.assign(hi.data(), hi.data() + hi.size());
-  r.value.assign(hv.data(), hv.data() + hv.size());
-  return r;
+  return to_host(found, nq, k);
 }
 
 struct Comparison

@@ -248,15 +248,7 @@ TEMPLATE_LIST_TEST_CASE("database runs: streamed and from the packed copy agree"
     CHECK(plan.stream == stream);
     CHECK(plan.segments >= expect_segments_min);
     CHECK(plan.workspace <= opt.workspace_bytes);
-    auto found = detail::search_impl<Metric::L2Squared>(space, xd, qd, plan, opt);
-    auto hi = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.indices);
-    auto hv = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.distances);
-    HostResult<float> r;
-    r.q = nq;
-    r.k = k;
-    r.index.assign(hi.data(), hi.data() + hi.size());
-    r.value.assign(hv.data(), hv.data() + hv.size());
-    return r;
+    return to_host(detail::search_impl<Metric::L2Squared>(space, xd, qd, plan, opt), nq, k);
   };
   auto one = run(1, false, 1);
   auto packed = run(16, false, 4);
