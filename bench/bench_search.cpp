@@ -28,7 +28,8 @@ using Space = fastknn::DefaultBackend;
 using MS = Space::memory_space;
 using Matrix = Kokkos::View<float **, Kokkos::LayoutRight, MS>;
 
-std::string const fashion_dir = [] {
+std::string const fashion_dir = []
+{
   char const *dir = std::getenv("FASTKNN_FASHION_DIR");
   return std::string(dir ? dir : "/usr/share/datasets/fashion-mnist");
 }();
@@ -138,14 +139,16 @@ void run(benchmark::State &state, Matrix const &db, Matrix const &queries, int k
   opt.integer_preselection = integer_preselection;
   fastknn::SearchStats stats;
   opt.stats = &stats;
-  double const flops = 2.0 * double(queries.extent(0)) * double(db.extent(0)) * double(db.extent(1));
+  double const flops =
+      2.0 * double(queries.extent(0)) * double(db.extent(0)) * double(db.extent(1));
   for (auto _ : state)
   {
     space.fence();
     auto t0 = std::chrono::steady_clock::now();
     auto r = fastknn::search(space, db, queries, k, opt);
     space.fence();
-    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    state.SetIterationTime(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     benchmark::DoNotOptimize(r.indices.data());
   }
   state.counters["queries_per_s"] =
@@ -154,27 +157,20 @@ void run(benchmark::State &state, Matrix const &db, Matrix const &queries, int k
       benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["exact_fallbacks"] = double(stats.exact_fallbacks);
   state.counters["integer_preselection"] = stats.integer_preselection ? 1 : 0;
-  state.counters["database_GBps"] = benchmark::Counter(
-      double(db.extent(0)) * double(db.extent(1)) * 4 / 1e9,
-      benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["database_GBps"] =
+      benchmark::Counter(double(db.extent(0)) * double(db.extent(1)) * 4 / 1e9,
+                         benchmark::Counter::kIsIterationInvariantRate);
 }
 
+/// Integer = false forces the float pre-selection (Fashion-MNIST's 8-bit pixels otherwise take
+/// the exact integer path where the backend has one).
+template <bool Integer>
 void bm_fashion(benchmark::State &state)
 {
   auto const &f = fashion();
   auto q = Kokkos::subview(f.test, std::make_pair(std::size_t(0), std::size_t(state.range(0))),
                            Kokkos::ALL);
-  run(state, f.train, Matrix(q), int(state.range(1)), fastknn::Metric::L2Squared);
-}
-
-/// The same with the float pre-selection forced (Fashion-MNIST's 8-bit pixels otherwise take
-/// the exact integer path where the backend has one).
-void bm_fashion_float(benchmark::State &state)
-{
-  auto const &f = fashion();
-  auto q = Kokkos::subview(f.test, std::make_pair(std::size_t(0), std::size_t(state.range(0))),
-                           Kokkos::ALL);
-  run(state, f.train, Matrix(q), int(state.range(1)), fastknn::Metric::L2Squared, false);
+  run(state, f.train, Matrix(q), int(state.range(1)), fastknn::Metric::L2Squared, Integer);
 }
 
 void bm_random(benchmark::State &state)
@@ -207,14 +203,14 @@ double measure_copy_bandwidth()
 
 } // namespace
 
-BENCHMARK(bm_fashion)
+BENCHMARK(bm_fashion<true>)
     ->Name("fashion_mnist_l2sq")
     ->ArgNames({"q", "k"})
     ->ArgsProduct({{100, 1000, 10000}, {1, 10, 100, 1024}})
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond)
     ->Iterations(1);
-BENCHMARK(bm_fashion_float)
+BENCHMARK(bm_fashion<false>)
     ->Name("fashion_mnist_l2sq_floatpath")
     ->ArgNames({"q", "k"})
     ->ArgsProduct({{100, 1000, 10000}, {1, 10, 100, 1024}})

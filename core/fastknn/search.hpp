@@ -824,13 +824,12 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
   std::size_t const launch = P::exact && Traits::fused_select ? plan.chunk * sizeof(T) : plan.chunk;
   auto tile_rows_at = [&](std::size_t x0)
   { return x0 + plan.db_tile <= n ? plan.db_tile : n - x0; };
+  // Chunks of a tile each run covers; launched one chunk of every run at a time, or all in one
+  // launch when streaming.
+  auto chunks_per_run = [&](std::size_t tile_rows)
+  { return ((tile_rows + launch - 1) / launch + segs - 1) / segs; };
   auto launches_in = [&](std::size_t tile_rows) -> std::size_t
-  {
-    if (plan.stream)
-      return 1;
-    std::size_t const chunks = (tile_rows + launch - 1) / launch;
-    return (chunks + segs - 1) / segs;
-  };
+  { return plan.stream ? 1 : chunks_per_run(tile_rows); };
   ProgressReporter progress(opt.progress);
   std::size_t launches_per_query_tile = 0;
   for (std::size_t x0 = 0; x0 < n; x0 += plan.db_tile)
@@ -865,9 +864,7 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
         pack_database(x0);
       std::size_t const tile_rows = tile_rows_at(x0);
       std::size_t const launches = launches_in(tile_rows);
-      // Chunks per run: all of the run's chunks in one launch when streaming.
-      std::size_t const seg_chunks =
-          plan.stream ? ((tile_rows + launch - 1) / launch + segs - 1) / segs : launches;
+      std::size_t const seg_chunks = chunks_per_run(tile_rows);
       std::size_t const score_bytes = MR * launch * sizeof(T);
       std::size_t const chunk_bytes = plan.stream ? launch * dp * sizeof(X) : 0;
       for (std::size_t c = 0; c < launches; ++c)
