@@ -407,13 +407,17 @@ struct ChunkKernel
         T s[NR];
         T const threshold = buf[i].threshold;
         Aux const qai = qa[i];
-        std::uint64_t mask = 0;
         for (int j = 0; j < NR; ++j)
-        {
-          T const v = P::template score<M>(acc[i][j], qai, xa[j]);
-          s[j] = v;
-          mask |= std::uint64_t(v < threshold ? 1 : 0) << j;
-        }
+          s[j] = P::template score<M>(acc[i][j], qai, xa[j]);
+        // Per-lane bits, then an OR reduction: both loops vectorise (one fused loop does not).
+        using Bits = std::conditional_t<NR <= 32, std::uint32_t, std::uint64_t>;
+        Bits bit[NR];
+        for (int j = 0; j < NR; ++j)
+          bit[j] = Bits(s[j] < threshold ? 1 : 0) << j;
+        Bits lanes = 0;
+        for (int j = 0; j < NR; ++j)
+          lanes |= bit[j];
+        std::uint64_t mask = lanes;
         if (mask == 0) // the common case for small k
           continue;
         if (row0 + NR > n) // padding rows past the end
@@ -597,8 +601,12 @@ struct FinalizeKernel
     Kokkos::single(Kokkos::PerTeam(team),
                    [&]()
                    {
-                     heap_make(hv, hi, kept);
-                     heap_sort(hv, hi, kept);
+                     // Only the k best need an order; the buffer's second half (free since
+                     // the cut to `kept`) is the sort's workspace.
+                     static_assert(candidate_buffer_factor >= 2);
+                     if (kept > k)
+                       select_smallest(hv, hi, kept, k);
+                     sort_pairs(hv, hi, k, hv + kept, hi + kept);
                      bool const proven = std::size_t(kept) >= n_eligible ||
                                          a_kept - bound > exact_above_key<M>(hv[k - 1]);
                      redo(ql) = proven ? 0 : 1;

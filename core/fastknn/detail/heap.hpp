@@ -6,6 +6,9 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <cstdint>
+#include <type_traits>
+
 #include <fastknn/options.hpp>
 
 namespace fastknn::detail
@@ -77,53 +80,192 @@ KOKKOS_INLINE_FUNCTION void heap_sort(T *val, index_type *idx, int m)
 namespace fastknn::detail
 {
 
+/// Whether a (value, index) pair of T fits one 64-bit integer key that orders like pair_less:
+/// then selection and sorting compare integers and can avoid data-dependent branches.
+template <class T>
+inline constexpr bool packs_into_key = std::is_same_v<T, float>;
+
+/// The value part of pair_key: a float's bits made to order like the float.
+KOKKOS_INLINE_FUNCTION std::uint32_t monotone_bits(float v)
+{
+  std::uint32_t b = Kokkos::bit_cast<std::uint32_t>(v + 0.0f);
+  return b ^ ((b >> 31) != 0 ? 0xffffffffu : 0x80000000u);
+}
+
+/// The key of a (float value, index) pair: value bits made monotone (sign flipped, negatives
+/// inverted) above the index made monotone. Adding +0 folds -0 into +0, which pair_less calls
+/// equal.
+KOKKOS_INLINE_FUNCTION std::uint64_t pair_key(float v, index_type i)
+{
+  return (std::uint64_t(monotone_bits(v)) << 32) | (std::uint32_t(i) ^ 0x80000000u);
+}
+
+template <class T>
+KOKKOS_INLINE_FUNCTION void swap_pairs(T *val, index_type *idx, int a, int b)
+{
+  T const tv = val[a];
+  val[a] = val[b];
+  val[b] = tv;
+  index_type const ti = idx[a];
+  idx[a] = idx[b];
+  idx[b] = ti;
+}
+
 /// Rearranges the first `count` (value, index) pairs (all distinct) so that the m smallest
 /// occupy [0, m) with the m-th smallest at m-1 (quickselect; no allocation, no recursion).
+/// Float pairs partition without branches on the data (Lomuto, compared as keys): this runs
+/// for every cut of every candidate buffer, so with large k it costs as much as a heap sort.
 template <class T>
 KOKKOS_INLINE_FUNCTION void select_smallest(T *val, index_type *idx, int count, int m)
 {
-  auto swap = [&](int a, int b) {
-    T const tv = val[a];
-    val[a] = val[b];
-    val[b] = tv;
-    index_type const ti = idx[a];
-    idx[a] = idx[b];
-    idx[b] = ti;
-  };
-  auto less = [&](int a, int b) { return pair_less(val[a], idx[a], val[b], idx[b]); };
   int lo = 0, hi = count - 1;
   int const target = m - 1;
-  while (hi > lo)
+  if constexpr (packs_into_key<T>)
   {
-    int const mid = lo + (hi - lo) / 2;
-    if (less(mid, lo))
-      swap(mid, lo);
-    if (less(hi, lo))
-      swap(hi, lo);
-    if (less(hi, mid))
-      swap(hi, mid);
-    T const pv = val[mid];
-    index_type const pi = idx[mid];
-    int i = lo, j = hi;
-    while (i <= j)
+    auto key = [&](int a) { return pair_key(val[a], idx[a]); };
+    while (hi > lo)
     {
-      while (pair_less(val[i], idx[i], pv, pi))
-        ++i;
-      while (pair_less(pv, pi, val[j], idx[j]))
-        --j;
-      if (i <= j)
+      // Median of three as the pivot, moved to hi.
+      int const mid = lo + (hi - lo) / 2;
+      if (key(mid) < key(lo))
+        swap_pairs(val, idx, mid, lo);
+      if (key(hi) < key(lo))
+        swap_pairs(val, idx, hi, lo);
+      if (key(mid) < key(hi))
+        swap_pairs(val, idx, mid, hi);
+      std::uint64_t const pk = key(hi);
+      int store = lo;
+      for (int i = lo; i < hi; ++i)
       {
-        swap(i, j);
-        ++i;
-        --j;
+        // Swapping unconditionally keeps [lo, store) < pivot <= [store, i]: no branch.
+        bool const below = key(i) < pk;
+        swap_pairs(val, idx, i, store);
+        store += below ? 1 : 0;
       }
+      swap_pairs(val, idx, store, hi);
+      if (target == store)
+        break;
+      if (target < store)
+        hi = store - 1;
+      else
+        lo = store + 1;
     }
-    if (target <= j)
-      hi = j;
-    else if (target >= i)
-      lo = i;
-    else
-      break;
+  }
+  else
+  {
+    auto less = [&](int a, int b) { return pair_less(val[a], idx[a], val[b], idx[b]); };
+    while (hi > lo)
+    {
+      int const mid = lo + (hi - lo) / 2;
+      if (less(mid, lo))
+        swap_pairs(val, idx, mid, lo);
+      if (less(hi, lo))
+        swap_pairs(val, idx, hi, lo);
+      if (less(hi, mid))
+        swap_pairs(val, idx, hi, mid);
+      T const pv = val[mid];
+      index_type const pi = idx[mid];
+      int i = lo, j = hi;
+      while (i <= j)
+      {
+        while (pair_less(val[i], idx[i], pv, pi))
+          ++i;
+        while (pair_less(pv, pi, val[j], idx[j]))
+          --j;
+        if (i <= j)
+        {
+          swap_pairs(val, idx, i, j);
+          ++i;
+          --j;
+        }
+      }
+      if (target <= j)
+        hi = j;
+      else if (target >= i)
+        lo = i;
+      else
+        break;
+    }
+  }
+}
+
+/// Sorts m (value, index) pairs ascending; `tval`/`tidx` are m pairs of workspace. Float pairs
+/// go through a radix sort of the values (byte passes whose byte is the same for all pairs are
+/// skipped; distances in a narrow range need two or three) and an insertion pass that orders
+/// equal values by index, which moves a pair only within its run of equal values. Others go
+/// through a heap sort (no workspace).
+template <class T>
+KOKKOS_INLINE_FUNCTION void sort_pairs(T *val, index_type *idx, int m, T *tval, index_type *tidx)
+{
+  if constexpr (packs_into_key<T>)
+  {
+    if (m < 2)
+      return;
+    constexpr int digits = 4, radix = 256;
+    int count[digits][radix] = {};
+    for (int j = 0; j < m; ++j)
+    {
+      std::uint32_t const u = monotone_bits(val[j]);
+      for (int p = 0; p < digits; ++p)
+        ++count[p][(u >> (8 * p)) & (radix - 1)];
+    }
+    std::uint32_t const u0 = monotone_bits(val[0]);
+    T *sv = val, *dv = tval;
+    index_type *si = idx, *di = tidx;
+    for (int p = 0; p < digits; ++p)
+    {
+      int const shift = 8 * p;
+      if (count[p][(u0 >> shift) & (radix - 1)] == m)
+        continue; // every value has this byte
+      int offset = 0;
+      for (int r = 0; r < radix; ++r)
+      {
+        int const c = count[p][r];
+        count[p][r] = offset;
+        offset += c;
+      }
+      for (int j = 0; j < m; ++j)
+      {
+        int const o = count[p][(monotone_bits(sv[j]) >> shift) & (radix - 1)]++;
+        dv[o] = sv[j];
+        di[o] = si[j];
+      }
+      T *const tv = sv;
+      sv = dv;
+      dv = tv;
+      index_type *const ti = si;
+      si = di;
+      di = ti;
+    }
+    if (sv != val)
+      for (int j = 0; j < m; ++j)
+      {
+        val[j] = sv[j];
+        idx[j] = si[j];
+      }
+    for (int j = 1; j < m; ++j)
+    {
+      std::uint64_t const kj = pair_key(val[j], idx[j]);
+      if (!(kj < pair_key(val[j - 1], idx[j - 1])))
+        continue;
+      T const v = val[j];
+      index_type const i = idx[j];
+      int h = j;
+      for (; h > 0 && kj < pair_key(val[h - 1], idx[h - 1]); --h)
+      {
+        val[h] = val[h - 1];
+        idx[h] = idx[h - 1];
+      }
+      val[h] = v;
+      idx[h] = i;
+    }
+  }
+  else
+  {
+    (void)tval;
+    (void)tidx;
+    heap_make(val, idx, m);
+    heap_sort(val, idx, m);
   }
 }
 

@@ -1,0 +1,159 @@
+// The selection and sorting helpers of the candidate buffers (detail/heap.hpp), run inside a
+// kernel of each enabled space, against std::sort of the same pairs by (value, index). The
+// data have many ties, negative values, both zeros and infinities, so that every ordering rule
+// is exercised; float pairs take the keyed paths, double pairs the comparison-based ones.
+
+#include "enabled_spaces.hpp"
+
+#include <fastknn/detail/heap.hpp>
+
+#include <catch2/catch_template_test_macros.hpp>
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <vector>
+
+using fastknn::index_type;
+using fastknn::test::EnabledSpaces;
+
+namespace
+{
+
+template <class T>
+struct Pairs
+{
+  std::vector<T> val;
+  std::vector<index_type> idx;
+};
+
+/// count pairs with distinct indices (shuffled) and values drawn from few levels.
+template <class T>
+Pairs<T> tied_pairs(int count, int levels, unsigned seed)
+{
+  std::mt19937 gen(seed);
+  std::uniform_int_distribution<int> level(0, levels - 1);
+  std::vector<T> const specials = {T(-0.0), T(0.0), std::numeric_limits<T>::infinity(), T(-3.5),
+                                   T(1e30)};
+  Pairs<T> p;
+  p.idx.resize(std::size_t(count));
+  std::iota(p.idx.begin(), p.idx.end(), index_type(-3)); // a few negative indices too
+  std::shuffle(p.idx.begin(), p.idx.end(), gen);
+  for (int j = 0; j < count; ++j)
+  {
+    int const l = level(gen);
+    p.val.push_back(l < int(specials.size()) ? specials[std::size_t(l)] : T(l) * T(0.37) - T(4));
+  }
+  return p;
+}
+
+template <class T>
+std::vector<std::pair<T, index_type>> sorted_reference(Pairs<T> const &p)
+{
+  std::vector<std::pair<T, index_type>> r;
+  for (std::size_t j = 0; j < p.val.size(); ++j)
+    r.emplace_back(p.val[j], p.idx[j]);
+  std::sort(r.begin(), r.end(),
+            [](auto const &a, auto const &b)
+            { return fastknn::detail::pair_less(a.first, a.second, b.first, b.second); });
+  return r;
+}
+
+/// Runs select_smallest(count -> m) and then sort_pairs on the first m inside one kernel.
+template <class Space, class T>
+Pairs<T> select_then_sort(Pairs<T> const &in, int m)
+{
+  using MS = typename Space::memory_space;
+  int const count = int(in.val.size());
+  Kokkos::View<T *, MS> val("val", 2 * std::size_t(count));
+  Kokkos::View<index_type *, MS> idx("idx", 2 * std::size_t(count));
+  Kokkos::deep_copy(Kokkos::subview(val, std::pair(0, count)),
+                    Kokkos::View<T const *, Kokkos::HostSpace>(in.val.data(), in.val.size()));
+  Kokkos::deep_copy(
+      Kokkos::subview(idx, std::pair(0, count)),
+      Kokkos::View<index_type const *, Kokkos::HostSpace>(in.idx.data(), in.idx.size()));
+  Kokkos::parallel_for(
+      "test::select_then_sort", Kokkos::RangePolicy<Space>(0, 1), KOKKOS_LAMBDA(int) {
+        fastknn::detail::select_smallest(val.data(), idx.data(), count, m);
+        fastknn::detail::sort_pairs(val.data(), idx.data(), m, val.data() + count,
+                                    idx.data() + count);
+      });
+  Pairs<T> out;
+  out.val.resize(std::size_t(m));
+  out.idx.resize(std::size_t(m));
+  auto hv = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, val);
+  auto hi = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, idx);
+  for (int j = 0; j < m; ++j)
+  {
+    out.val[std::size_t(j)] = hv(j);
+    out.idx[std::size_t(j)] = hi(j);
+  }
+  return out;
+}
+
+template <class Space, class T>
+void check_selection(int count, int m, int levels, unsigned seed)
+{
+  CAPTURE(count, m, levels, seed);
+  auto const in = tied_pairs<T>(count, levels, seed);
+  auto const ref = sorted_reference(in);
+  auto const out = select_then_sort<Space>(in, m);
+  for (int j = 0; j < m; ++j)
+  {
+    CAPTURE(j);
+    // Equal as values (-0 == +0) and the same index: the order pair_less defines.
+    REQUIRE(out.val[std::size_t(j)] == ref[std::size_t(j)].first);
+    REQUIRE(out.idx[std::size_t(j)] == ref[std::size_t(j)].second);
+  }
+}
+
+} // namespace
+
+TEMPLATE_LIST_TEST_CASE("candidate selection and sort match std::sort by (value, index)",
+                        "[selection]", EnabledSpaces)
+{
+  using Space = TestType;
+  auto const [count, m, levels] = GENERATE(table<int, int, int>({{1, 1, 3},
+                                                                 {2, 1, 2},
+                                                                 {17, 5, 3},
+                                                                 {64, 64, 1},
+                                                                 {300, 37, 7},
+                                                                 {2560, 1280, 40},
+                                                                 {2560, 1024, 100000},
+                                                                 {4000, 1, 6},
+                                                                 {1280, 1024, 2}}));
+  for (unsigned seed = 1; seed <= 3; ++seed)
+  {
+    check_selection<Space, float>(count, m, levels, seed);
+    check_selection<Space, double>(count, m, levels, seed);
+  }
+}
+
+TEST_CASE("float pair keys order like pair_less", "[selection]")
+{
+  using fastknn::detail::pair_key;
+  using fastknn::detail::pair_less;
+  std::vector<float> const values = {-std::numeric_limits<float>::infinity(),
+                                     -1e30f,
+                                     -2.5f,
+                                     -1e-40f,
+                                     -0.0f,
+                                     0.0f,
+                                     1e-40f,
+                                     1.0f,
+                                     1.0000001f,
+                                     3e38f,
+                                     std::numeric_limits<float>::infinity()};
+  std::vector<index_type> const indices = {-7, 0, 1, 2, 1 << 30};
+  for (float a : values)
+    for (float b : values)
+      for (index_type ia : indices)
+        for (index_type ib : indices)
+        {
+          CAPTURE(a, b, ia, ib);
+          REQUIRE((pair_key(a, ia) < pair_key(b, ib)) == pair_less(a, ia, b, ib));
+        }
+}
