@@ -6,6 +6,7 @@
 
 #include <catch2/catch_test_macros.hpp>
 
+#include <optional>
 #include <string>
 
 namespace fastknn::test
@@ -62,12 +63,14 @@ HostResult<T> run_search(std::vector<T> const &x, std::size_t n, std::vector<T> 
   return to_host(fastknn::search(space, xd, qd, k, opt), nq, k);
 }
 
-/// White box: the search with a plan made by hand (teams wanted, streaming threshold), e.g. to
-/// force the packed-copy path that large query sets take.
+/// White box: the search with a plan made by hand (teams wanted, streaming threshold, and
+/// optionally the queries re-scored by database row at once, 0 for each query on its own), e.g.
+/// to force the packed-copy path that large query sets take.
 template <class Space, class T>
 HostResult<T> run_planned(std::vector<T> const &x, std::size_t n, std::vector<T> const &q,
                           std::size_t nq, std::size_t d, int k, SearchOptions const &opt,
-                          std::size_t teams_wanted, std::size_t stream_query_bytes)
+                          std::size_t teams_wanted, std::size_t stream_query_bytes,
+                          std::optional<std::size_t> rerank_tile = std::nullopt)
 {
   using Traits = backends::TileTraits<Space>;
   Space space;
@@ -76,6 +79,8 @@ HostResult<T> run_planned(std::vector<T> const &x, std::size_t n, std::vector<T>
   auto plan = detail::make_plan(n, nq, d, d, k, opt, sizeof(T), Traits::query_block,
                                 Traits::database_block, Traits::chunk_bytes, Traits::max_chunk_rows,
                                 teams_wanted, stream_query_bytes);
+  if (rerank_tile)
+    plan.rerank_tile = *rerank_tile;
   auto run = [&]<Metric M>() { return detail::search_impl<M>(space, xd, qd, plan, opt); };
   auto found = opt.metric == Metric::L2Squared ? run.template operator()<Metric::L2Squared>()
                : opt.metric == Metric::L2      ? run.template operator()<Metric::L2>()

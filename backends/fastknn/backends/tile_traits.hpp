@@ -60,6 +60,9 @@ struct TileTraits
   /// database chunks into level-1 scratch themselves instead of using a packed copy of the
   /// database (one read of it instead of three). 0: never.
   static constexpr std::size_t stream_query_bytes = 0;
+  /// Queries re-scored together by database row: their rows should stay in cache while the
+  /// database streams past. 0: the whole query tile.
+  static constexpr std::size_t rerank_query_bytes = 0;
 };
 
 #ifdef KOKKOS_ENABLE_OPENMP
@@ -71,6 +74,9 @@ struct TileTraits
 #endif
 #ifndef FASTKNN_OPENMP_KC
 #define FASTKNN_OPENMP_KC (1 << 30)
+#endif
+#ifndef FASTKNN_OPENMP_RERANK_BYTES
+#define FASTKNN_OPENMP_RERANK_BYTES (768 * 1024)
 #endif
 #ifndef FASTKNN_OPENMP_CHUNK
 #define FASTKNN_OPENMP_CHUNK (384 * 1024)
@@ -91,6 +97,8 @@ struct TileTraits<Kokkos::OpenMP>
   static constexpr bool fused_select = true;
   // a chunk per thread fits its L2; measured: 10^3 Fashion-MNIST queries (3 MiB) gain 15-20 %
   static constexpr std::size_t stream_query_bytes = std::size_t(4) << 20;
+  // well inside a core's L2 (1 MiB here), next to the database row being read
+  static constexpr std::size_t rerank_query_bytes = FASTKNN_OPENMP_RERANK_BYTES;
 };
 #endif
 
@@ -109,6 +117,7 @@ struct TileTraits<Kokkos::Cuda>
   static constexpr int depth_block = 1 << 30;
   static constexpr bool fused_select = false; // threads split the chunk; scores meet in scratch
   static constexpr std::size_t stream_query_bytes = 0; // 4 MiB chunks per team: packed copy
+  static constexpr std::size_t rerank_query_bytes = 0; // whole tile (L2 holds tens of MiB)
 };
 #endif
 

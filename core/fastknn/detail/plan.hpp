@@ -48,15 +48,16 @@ struct Plan
 {
   std::size_t n = 0, q = 0, d = 0; // database rows, query rows, dimension
   int k = 0;
-  int kept = 0;               // candidates kept per query in the pre-selection (>= k)
-  std::size_t n_eligible = 0; // n, or n-1 with exclude_self
-  int mr = 0, nr = 0;         // register block shape
-  std::size_t chunk = 0;      // database rows one fused launch sweeps (multiple of nr)
-  std::size_t db_tile = 0;    // database rows packed at once (multiple of chunk)
-  std::size_t query_tile = 0; // queries processed at once (multiple of mr)
-  int segments = 1;           // database runs with their own candidate buffers (few queries)
-  bool stream = false;        // few queries: teams pack their chunks themselves (no packed copy)
-  std::size_t workspace = 0;  // bytes the plan allocates
+  int kept = 0;                // candidates kept per query in the pre-selection (>= k)
+  std::size_t n_eligible = 0;  // n, or n-1 with exclude_self
+  int mr = 0, nr = 0;          // register block shape
+  std::size_t chunk = 0;       // database rows one fused launch sweeps (multiple of nr)
+  std::size_t db_tile = 0;     // database rows packed at once (multiple of chunk)
+  std::size_t query_tile = 0;  // queries processed at once (multiple of mr)
+  int segments = 1;            // database runs with their own candidate buffers (few queries)
+  bool stream = false;         // few queries: teams pack their chunks themselves (no packed copy)
+  std::size_t rerank_tile = 0; // queries re-scored by database row at once; 0: each on its own
+  std::size_t workspace = 0;   // bytes the plan allocates
 };
 
 /// Validates the arguments and sizes the tiles so the workspace stays within the budget.
@@ -64,7 +65,8 @@ struct Plan
 inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d_queries,
                       long long k, SearchOptions const &opt, std::size_t value_size, int mr, int nr,
                       std::size_t chunk_bytes, std::size_t max_chunk_rows,
-                      std::size_t teams_wanted = 1, std::size_t stream_query_bytes = 0)
+                      std::size_t teams_wanted = 1, std::size_t stream_query_bytes = 0,
+                      std::size_t rerank_query_bytes = 0)
 {
   require(n > 0, "the database is empty (0 rows); pass at least one point");
   require(q > 0, "the query set is empty (0 rows); pass at least one query");
@@ -114,12 +116,29 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
                                     std::max<std::size_t>(nr, round_down(max_chunk_rows, nr)));
   p.chunk = std::min(p.chunk, round_up(n, nr));
 
-  // Fixed part: per-row norms of database and queries, the centring vector.
-  std::size_t const fixed = (n + q + d) * value_size;
-  // Per query: packed copy, norm, threshold and count, a buffer of factor x kept candidates.
+  // Fixed part: per-row norms of database and queries, the centring vector, the re-scoring's
+  // per-row counts and list starts.
+  std::size_t const fixed = (n + q + d) * value_size + (2 * n + 1) * sizeof(int);
+  // Per query: packed copy, norm, threshold and count, a buffer of factor x kept candidates,
+  // the re-scoring's slots and list entries, its count and the largest kept score.
   std::size_t const per_query = row_bytes + 2 * value_size + sizeof(int) +
                                 std::size_t(candidate_buffer_factor) * std::size_t(p.kept) *
-                                    (value_size + sizeof(index_type));
+                                    (value_size + sizeof(index_type)) +
+                                2 * std::size_t(p.kept) * sizeof(int) + sizeof(int) +
+                                sizeof(double);
+  // Re-scoring by database row pays once a tile's candidates are many next to the rows (each
+  // sub-tile costs passes over the per-row counts); its queries should stay in cache meanwhile.
+  auto const rerank_tile = [&](Plan const &pl)
+  {
+    if (std::size_t(pl.kept) * std::min(pl.query_tile, q) * 4 < n)
+      return std::size_t(0);
+    std::size_t const cached = rerank_query_bytes > 0
+                                   ? std::max<std::size_t>(1, rerank_query_bytes / row_bytes)
+                                   : pl.query_tile;
+    // List entries are int: sub-tile x kept stays below 2^31.
+    std::size_t const entries = std::size_t(std::numeric_limits<int>::max()) / std::size_t(pl.kept);
+    return std::min({cached, pl.query_tile, entries});
+  };
   std::size_t const budget = opt.workspace_bytes;
   // The least that works: one query block and one register block of database rows.
   std::size_t const min_need = fixed + mr * per_query + nr * row_bytes;
@@ -172,6 +191,7 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
       p.segments = static_cast<int>(s);
       p.db_tile = round_up(n, p.chunk);
       p.workspace = base + s * per_team;
+      p.rerank_tile = rerank_tile(p);
       return p;
     }
   }
@@ -184,6 +204,7 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
     p.segments = static_cast<int>(std::max<std::size_t>(1, s));
     p.workspace += (p.segments - 1) * per_segment;
   }
+  p.rerank_tile = rerank_tile(p);
   return p;
 }
 
