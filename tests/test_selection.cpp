@@ -62,9 +62,10 @@ std::vector<std::pair<T, index_type>> sorted_reference(Pairs<T> const &p)
   return r;
 }
 
-/// Runs select_smallest(count -> m) and then sort_pairs on the first m inside one kernel.
+/// Runs select_smallest (or keep_smallest) from count to m and then sort_pairs on the first m
+/// inside one kernel; also returns the m-th pair as the selection left it.
 template <class Space, class T>
-Pairs<T> select_then_sort(Pairs<T> const &in, int m)
+Pairs<T> select_then_sort(Pairs<T> const &in, int m, bool keep, T &mth_val, index_type &mth_idx)
 {
   using MS = typename Space::memory_space;
   int const count = int(in.val.size());
@@ -77,7 +78,12 @@ Pairs<T> select_then_sort(Pairs<T> const &in, int m)
       Kokkos::View<index_type const *, Kokkos::HostSpace>(in.idx.data(), in.idx.size()));
   Kokkos::parallel_for(
       "test::select_then_sort", Kokkos::RangePolicy<Space>(0, 1), KOKKOS_LAMBDA(int) {
-        fastknn::detail::select_smallest(val.data(), idx.data(), count, m);
+        if (keep)
+          fastknn::detail::keep_smallest(val.data(), idx.data(), count, m);
+        else
+          fastknn::detail::select_smallest(val.data(), idx.data(), count, m);
+        val(2 * count - 1) = val(m - 1); // the m-th, before the sort reorders
+        idx(2 * count - 1) = idx(m - 1);
         fastknn::detail::sort_pairs(val.data(), idx.data(), m, val.data() + count,
                                     idx.data() + count);
       });
@@ -86,6 +92,8 @@ Pairs<T> select_then_sort(Pairs<T> const &in, int m)
   out.idx.resize(std::size_t(m));
   auto hv = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, val);
   auto hi = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, idx);
+  mth_val = hv(2 * count - 1);
+  mth_idx = hi(2 * count - 1);
   for (int j = 0; j < m; ++j)
   {
     out.val[std::size_t(j)] = hv(j);
@@ -100,13 +108,21 @@ void check_selection(int count, int m, int levels, unsigned seed)
   CAPTURE(count, m, levels, seed);
   auto const in = tied_pairs<T>(count, levels, seed);
   auto const ref = sorted_reference(in);
-  auto const out = select_then_sort<Space>(in, m);
-  for (int j = 0; j < m; ++j)
+  for (bool keep : {false, true})
   {
-    CAPTURE(j);
-    // Equal as values (-0 == +0) and the same index: the order pair_less defines.
-    REQUIRE(out.val[std::size_t(j)] == ref[std::size_t(j)].first);
-    REQUIRE(out.idx[std::size_t(j)] == ref[std::size_t(j)].second);
+    CAPTURE(keep);
+    T mth_val{};
+    index_type mth_idx{};
+    auto const out = select_then_sort<Space>(in, m, keep, mth_val, mth_idx);
+    REQUIRE(mth_val == ref[std::size_t(m - 1)].first);
+    REQUIRE(mth_idx == ref[std::size_t(m - 1)].second);
+    for (int j = 0; j < m; ++j)
+    {
+      CAPTURE(j);
+      // Equal as values (-0 == +0) and the same index: the order pair_less defines.
+      REQUIRE(out.val[std::size_t(j)] == ref[std::size_t(j)].first);
+      REQUIRE(out.idx[std::size_t(j)] == ref[std::size_t(j)].second);
+    }
   }
 }
 

@@ -254,7 +254,7 @@ struct CandidateBuffer
     idx[count] = index;
     if (++count == candidate_buffer_factor * kept)
     {
-      select_smallest(val, idx, count, kept);
+      keep_smallest(val, idx, count, kept);
       count = kept;
       threshold = val[kept - 1];
     }
@@ -553,7 +553,7 @@ struct FinalizeKernel
     index_type *hi = &cand_idx(b, 0);
     int const count = cand_count(b);
     if (count > kept)
-      select_smallest(hv, hi, count, kept);
+      keep_smallest(hv, hi, count, kept);
     // Every discarded candidate scored at least the largest kept fast score.
     T largest = hv[0];
     for (int j = 1; j < kept; ++j)
@@ -610,7 +610,7 @@ struct FinalizeKernel
     // is the sort's workspace.
     static_assert(candidate_buffer_factor >= 2);
     if (kept > k)
-      select_smallest(hv, hi, kept, k);
+      keep_smallest(hv, hi, kept, k);
     sort_pairs(hv, hi, k, hv + kept, hi + kept);
     double const largest = a_kept(ql);
     bool const proven = std::size_t(kept) >= n_eligible ||
@@ -966,7 +966,7 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
             }
             if (total > kept)
             {
-              select_smallest(val, idx, total, kept);
+              keep_smallest(val, idx, total, kept);
               total = kept;
             }
             cand_count(b) = total;
