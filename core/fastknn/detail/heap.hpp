@@ -113,8 +113,8 @@ KOKKOS_INLINE_FUNCTION void swap_pairs(T *val, index_type *idx, int a, int b)
 
 /// Rearranges the first `count` (value, index) pairs (all distinct) so that the m smallest
 /// occupy [0, m) with the m-th smallest at m-1 (quickselect; no allocation, no recursion).
-/// Float pairs partition without branches on the data (Lomuto, compared as keys): this runs
-/// for every cut of every candidate buffer, so with large k it costs as much as a heap sort.
+/// Float pairs partition without branches on the data (Lomuto, compared as keys) around
+/// sampled pivots; the buffer cuts, which may drop the rest, use keep_smallest instead.
 template <class T>
 KOKKOS_INLINE_FUNCTION void select_smallest(T *val, index_type *idx, int count, int m)
 {
