@@ -572,11 +572,11 @@ struct FinalizeKernel
     double const kth_bound = double(kth) + err;
     double const reach =
         exact_above_key<M>(key_of<M, T>(M == Metric::L2 && kth_bound < 0 ? 0.0 : kth_bound));
+    auto valid = [&](int j) { return j < count && hi[j] >= 0 && std::size_t(hi[j]) < n; };
     int marks = 0;
     for (int j = 0; j < kept; ++j)
     {
-      bool const valid = j < count && hi[j] >= 0 && std::size_t(hi[j]) < n;
-      if (!valid)
+      if (!valid(j))
       {
         nonfinite() = 1; // a sentinel survived: some score was NaN/Inf
         hv[j] = Kokkos::Experimental::infinity_v<T>;
@@ -591,7 +591,7 @@ struct FinalizeKernel
       else
       {
         // The candidates' rows are scattered over the database: ask for the next one early.
-        if (j + 1 < kept && j + 1 < count && hi[j + 1] >= 0 && std::size_t(hi[j + 1]) < n)
+        if (j + 1 < kept && valid(j + 1))
           backends::prefetch_row(&database(std::size_t(hi[j + 1]), 0),
                                  d * sizeof(typename XV::value_type));
         hv[j] = key_of<M, T>(exact_score<M>(queries, qg, database, std::size_t(hi[j]), d));
@@ -799,7 +799,7 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
   // per database row its count (zero between passes) and the start of its list in `order`.
   std::size_t const row_lists = plan.rerank_tile > 0 ? n : 0;
   Kokkos::View<int **, Kokkos::LayoutRight, MS> marked(alloc("fastknn::search::rerank_marked"),
-                                                       plan.query_tile, kept);
+                                                       row_lists > 0 ? plan.query_tile : 0, kept);
   Kokkos::View<int *, MS> marked_count(alloc("fastknn::search::rerank_marked_count"),
                                        plan.query_tile);
   Kokkos::View<double *, MS> a_kept(alloc("fastknn::search::rerank_largest_kept"), plan.query_tile);
