@@ -77,25 +77,66 @@ struct RowPass
   }
   KOKKOS_FUNCTION void operator()(std::size_t i, value_type &v) const
   {
+    // L independent partial results per quantity so that the loop vectorises (one running sum
+    // or extremum is a serial chain of dependent operations).
+    constexpr int L = 8;
+    double c2v[L], n2v[L], mxv[L], lov[L], hiv[L];
+    int badv[L], fracv[L];
+    for (int l = 0; l < L; ++l)
+    {
+      c2v[l] = n2v[l] = mxv[l] = 0;
+      lov[l] = Kokkos::Experimental::infinity_v<double>;
+      hiv[l] = -lov[l];
+      badv[l] = fracv[l] = 0;
+    }
+    // Integral test for |x| < 2^52 (all larger doubles are integers): x plus and minus 2^52
+    // rounds to an integer. Plain arithmetic and bit operations, no branches, so it vectorises.
+    constexpr double two52 = 4503599627370496.0;
+    auto const add = [&](int l, double x, double cen)
+    {
+      double const ax = Kokkos::fabs(x);
+      badv[l] |= int(!(ax <= Kokkos::Experimental::finite_max_v<double>)); // NaN or Inf
+      fracv[l] |= int(ax < two52) & int((ax + two52) - two52 != ax);
+      double const c = x - cen;
+      c2v[l] += c * c;
+      n2v[l] += x * x;
+      mxv[l] = mxv[l] < ax ? ax : mxv[l];
+      lov[l] = x < lov[l] ? x : lov[l];
+      hiv[l] = hiv[l] < x ? x : hiv[l];
+    };
+    std::size_t const body = d / L * L;
+    auto const *cen = centre.data();
+    if constexpr (std::is_same_v<typename V::array_layout, Kokkos::LayoutRight>)
+    {
+      auto const *row = &data(i, 0);
+      for (std::size_t p = 0; p < body; p += L)
+        for (int l = 0; l < L; ++l)
+          add(l, double(row[p + l]), double(cen[p + l]));
+    }
+    else
+      for (std::size_t p = 0; p < body; p += L)
+        for (int l = 0; l < L; ++l)
+          add(l, double(data(i, p + l)), double(cen[p + l]));
+    for (std::size_t p = body; p < d; ++p)
+      add(int(p - body), double(data(i, p)), double(cen[p]));
     double c2 = 0, n2 = 0, mx = 0;
     double lo = Kokkos::Experimental::infinity_v<double>, hi = -lo;
-    bool bad = false, integral = true;
-    for (std::size_t p = 0; p < d; ++p)
+    int bad = 0, frac = 0;
+    for (int l = 0; l < L; ++l)
     {
-      double const x = data(i, p);
-      bad |= !Kokkos::isfinite(x);
-      integral &= x == Kokkos::floor(x);
-      double const c = x - double(centre(p));
-      c2 += c * c;
-      n2 += x * x;
-      mx = Kokkos::max(mx, Kokkos::fabs(x));
-      lo = Kokkos::min(lo, x);
-      hi = Kokkos::max(hi, x);
+      c2 += c2v[l];
+      n2 += n2v[l];
+      mx = Kokkos::max(mx, mxv[l]);
+      lo = Kokkos::min(lo, lov[l]);
+      hi = Kokkos::max(hi, hiv[l]);
+      bad |= badv[l];
+      frac |= fracv[l];
     }
+    bool const integral = (frac | bad) == 0;
     v.min_val = Kokkos::min(v.min_val, lo);
     v.max_val = Kokkos::max(v.max_val, hi);
     v.integral &= integral ? 1 : 0;
-    if (bad && (v.first_bad < 0 || static_cast<long long>(i) < v.first_bad))
+    if (bad != 0 && (v.first_bad < 0 || static_cast<long long>(i) < v.first_bad))
       v.first_bad = static_cast<long long>(i);
     v.max_norm2 = Kokkos::max(v.max_norm2, uses_centring(M) ? c2 : n2);
     v.min_norm2 = Kokkos::min(v.min_norm2, n2);
@@ -351,16 +392,28 @@ struct ChunkKernel
       std::size_t const valid = tile_rows - c0 < rows ? tile_rows - c0 : rows;
       team.team_barrier();
       // The packed layout of pack_rows, written row by row (reads stay sequential).
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, rows),
-                           [&](std::size_t r)
-                           {
-                             X *out = xs + (r / NR) * dp * NR + (r % NR) * G;
-                             for (std::size_t p = 0; p < dp; ++p)
-                               out[(p / G) * NR * G + p % G] =
-                                   r < valid && p < d_real
-                                       ? shift(double(database(x0 + c0 + r, p)), p)
-                                       : X(0);
-                           });
+      Kokkos::parallel_for(
+          Kokkos::TeamThreadRange(team, rows),
+          [&](std::size_t r)
+          {
+            X *out = xs + (r / NR) * dp * NR + (r % NR) * G;
+            std::size_t p = 0;
+            if (r < valid)
+            {
+              std::size_t const row = x0 + c0 + r;
+              if constexpr (std::is_same_v<typename XV::array_layout, Kokkos::LayoutRight>)
+              {
+                auto const *src = &database(row, 0);
+                for (; p < d_real; ++p)
+                  out[(p / G) * NR * G + p % G] = shift(double(src[p]), p);
+              }
+              else
+                for (; p < d_real; ++p)
+                  out[(p / G) * NR * G + p % G] = shift(double(database(row, p)), p);
+            }
+            for (; p < dp; ++p)
+              out[(p / G) * NR * G + p % G] = X(0);
+          });
       team.team_barrier();
       for (int bi = 0; bi < blocks; ++bi)
         block(team, bi, seg, c0, rows, xs, scores);
