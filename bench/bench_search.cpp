@@ -130,8 +130,11 @@ double measure_fma_peak()
 
 double fma_peak_gflops = 0;
 
+/// Times fastknn::search, or with `index` its prepared search (the index built beforehand, as
+/// FAISS's peers build theirs outside the timed search).
 void run(benchmark::State &state, Matrix const &db, Matrix const &queries, int k,
-         fastknn::Metric metric, bool integer_preselection = true)
+         fastknn::Metric metric, bool integer_preselection = true,
+         fastknn::Index<Space, Matrix> const *index = nullptr)
 {
   Space space;
   fastknn::SearchOptions opt;
@@ -145,7 +148,8 @@ void run(benchmark::State &state, Matrix const &db, Matrix const &queries, int k
   {
     space.fence();
     auto t0 = std::chrono::steady_clock::now();
-    auto r = fastknn::search(space, db, queries, k, opt);
+    auto r =
+        index ? index->search(space, queries, k, opt) : fastknn::search(space, db, queries, k, opt);
     space.fence();
     state.SetIterationTime(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -179,6 +183,17 @@ void bm_random(benchmark::State &state)
              q = std::size_t(state.range(2));
   run(state, random_matrix(n, d, 1), random_matrix(q, d, 2), int(state.range(3)),
       fastknn::Metric::L2Squared);
+}
+
+/// Few queries against a prepared database (fastknn::Index): one read of the database each.
+void bm_random_index(benchmark::State &state)
+{
+  auto const n = std::size_t(state.range(0)), d = std::size_t(state.range(1)),
+             q = std::size_t(state.range(2));
+  Matrix const db = random_matrix(n, d, 1);
+  fastknn::Index<Space, Matrix> const index(Space(), db);
+  run(state, db, random_matrix(q, d, 2), int(state.range(3)), fastknn::Metric::L2Squared, true,
+      &index);
 }
 
 /// Host memory copy bandwidth (GB/s, read + write counted as bytes copied), for small batches.
@@ -229,6 +244,15 @@ BENCHMARK(bm_random)
     ->Args({100'000, 16, 1000, 10})
     ->Args({100'000, 784, 1000, 10})
     ->Args({100'000, 960, 1000, 10})
+    ->Args({1'000'000, 128, 1, 10})
+    ->Args({1'000'000, 128, 16, 10})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1);
+
+BENCHMARK(bm_random_index)
+    ->Name("random_l2sq_index")
+    ->ArgNames({"n", "d", "q", "k"})
     ->Args({1'000'000, 128, 1, 10})
     ->Args({1'000'000, 128, 16, 10})
     ->UseManualTime()

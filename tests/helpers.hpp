@@ -81,13 +81,14 @@ HostResult<T> run_planned(std::vector<T> const &x, std::size_t n, std::vector<T>
                                 teams_wanted, stream_query_bytes);
   if (rerank_tile)
     plan.rerank_tile = *rerank_tile;
-  auto run = [&]<Metric M>() { return detail::search_impl<M>(space, xd, qd, plan, opt); };
-  auto found = opt.metric == Metric::L2Squared ? run.template operator()<Metric::L2Squared>()
-               : opt.metric == Metric::L2      ? run.template operator()<Metric::L2>()
-               : opt.metric == Metric::L1      ? run.template operator()<Metric::L1>()
-               : opt.metric == Metric::InnerProduct
-                   ? run.template operator()<Metric::InnerProduct>()
-                   : run.template operator()<Metric::Cosine>();
+  auto found =
+      detail::with_metric(opt.metric,
+                          [&]<Metric M>()
+                          {
+                            auto const summary =
+                                detail::summarise_database<M>(space, xd, opt.integer_preselection);
+                            return detail::search_impl<M>(space, xd, summary, qd, plan, opt);
+                          });
   return to_host(found, nq, k);
 }
 

@@ -257,7 +257,9 @@ TEMPLATE_LIST_TEST_CASE("database runs: streamed and from the packed copy agree"
     CHECK(plan.stream == stream);
     CHECK(plan.segments >= expect_segments_min);
     CHECK(plan.workspace <= opt.workspace_bytes);
-    return to_host(detail::search_impl<Metric::L2Squared>(space, xd, qd, plan, opt), nq, k);
+    auto const summary = detail::summarise_database<Metric::L2Squared>(space, xd, true);
+    return to_host(detail::search_impl<Metric::L2Squared>(space, xd, summary, qd, plan, opt), nq,
+                   k);
   };
   auto one = run(1, false, 1);
   auto packed = run(16, false, 4);

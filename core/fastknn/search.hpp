@@ -339,6 +339,9 @@ struct ChunkKernel
   int blocks;
   XV database;
   Shift shift;
+  /// Streamed float pre-selections with at most this many queries score rows in place (with
+  /// 16 the accumulators spill: measured 2.5x slower than the packed kernels).
+  static constexpr int direct_queries = 8;
 
   KOKKOS_INLINE_FUNCTION CandidateBuffer<T> load(std::size_t b) const
   {
@@ -379,6 +382,16 @@ struct ChunkKernel
 
   KOKKOS_FUNCTION void stream_run(Member const &team) const
   {
+    // At most direct_queries queries: no packed chunks, rows scored where they lie.
+    if constexpr (Fused && P::group == 1)
+    {
+      if (q_rows == 1)
+        return direct_run<1>(team);
+      if (q_rows <= 4)
+        return direct_run<4>(team);
+      if (q_rows <= std::size_t(direct_queries))
+        return direct_run<direct_queries>(team);
+    }
     int const seg = team.league_rank();
     X *xs = static_cast<X *>(team.team_scratch(1).get_shmem(launch * dp * sizeof(X)));
     T *scores = static_cast<T *>(team.team_scratch(Level).get_shmem(MR * launch * sizeof(T)));
@@ -418,6 +431,81 @@ struct ChunkKernel
       for (int bi = 0; bi < blocks; ++bi)
         block(team, bi, seg, c0, rows, xs, scores);
     }
+  }
+
+  /// Streamed float pre-selection for at most NQ queries (one thread per team): each database
+  /// row of the team's run is read once where it lies and scored against the queries, the dot
+  /// products (or L1 sums) split into L lanes along the dimension so that they vectorise. No
+  /// packed copy: with so few queries the register-blocked kernel would mostly multiply padding.
+  /// Same fast score as the packed kernels up to the summation order, which the error bound
+  /// does not depend on.
+  template <int NQ>
+  KOKKOS_FUNCTION void direct_run(Member const &team) const
+  {
+    constexpr int L = 64 / int(sizeof(T));
+    int const seg = team.league_rank();
+    int const nq = static_cast<int>(q_rows);
+    // The queries' centred values (packed in blocks of MR) row by row, zero rows up to NQ, in
+    // the scratch the packed chunk would use.
+    T *qs = static_cast<T *>(team.team_scratch(1).get_shmem(launch * dp * sizeof(X)));
+    for (int i = 0; i < NQ; ++i)
+      for (std::size_t p = 0; p < dp; ++p)
+        qs[std::size_t(i) * dp + p] =
+            i < nq ? T(packed_q((std::size_t(i) / MR * dp + p) * MR + std::size_t(i) % MR)) : T(0);
+    CandidateBuffer<T> buf[NQ];
+    Aux qa[NQ];
+    for (int i = 0; i < nq; ++i)
+    {
+      buf[i] = load(std::size_t(i) * segments + seg);
+      qa[i] = q_aux(q0 + std::size_t(i));
+    }
+    T const *cen = shift.centre.data();
+    std::size_t const body = d_real / L * L;
+    std::size_t const r0 = std::size_t(seg) * seg_chunks * launch;
+    std::size_t const r1 =
+        r0 + seg_chunks * launch < tile_rows ? r0 + seg_chunks * launch : tile_rows;
+    for (std::size_t r = r0; r < r1; ++r)
+    {
+      std::size_t const row = x0 + r;
+      T acc[NQ][L] = {};
+      auto const add = [&](int l, std::size_t p, double v)
+      {
+        T const b = static_cast<T>(v - double(cen[p]));
+        for (int i = 0; i < NQ; ++i)
+        {
+          T const a = qs[std::size_t(i) * dp + p];
+          if constexpr (uses_dot(M))
+            acc[i][l] += a * b;
+          else
+            acc[i][l] += Kokkos::fabs(a - b);
+        }
+      };
+      if constexpr (std::is_same_v<typename XV::array_layout, Kokkos::LayoutRight>)
+      {
+        auto const *src = &database(row, 0);
+        for (std::size_t p = 0; p < body; p += L)
+          for (int l = 0; l < L; ++l)
+            add(l, p + l, double(src[p + l]));
+      }
+      else
+        for (std::size_t p = 0; p < body; p += L)
+          for (int l = 0; l < L; ++l)
+            add(l, p + l, double(database(row, p + l)));
+      for (std::size_t p = body; p < d_real; ++p)
+        add(int(p - body), p, double(database(row, p)));
+      Aux const xa = x_aux(row);
+      for (int i = 0; i < nq; ++i)
+      {
+        T sum = 0;
+        for (int l = 0; l < L; ++l)
+          sum += acc[i][l];
+        T const s = P::template score<M>(sum, qa[i], xa);
+        if (s < buf[i].threshold && !(exclude_self && row == q0 + std::size_t(i)))
+          buf[i].offer(s, static_cast<index_type>(row));
+      }
+    }
+    for (int i = 0; i < nq; ++i)
+      store(std::size_t(i) * segments + seg, buf[i]);
   }
 
   KOKKOS_FUNCTION void fused(int bi, int seg, std::size_t chunk0, std::size_t chunk_rows,
@@ -778,14 +866,98 @@ private:
   std::chrono::steady_clock::time_point _last = std::chrono::steady_clock::now();
 };
 
+/// Integer path: per row, |v|^2 - w sum(v) with v = x - lowest (exact in int32 for the
+/// dimensions the integer path accepts). w = 0 for database rows, 256 for queries.
+template <class ExecSpace, class V, class Out>
+void integer_norms(ExecSpace const &space, V const &data, double lowest, std::int32_t w,
+                   Out const &out)
+{
+  std::size_t const d = data.extent(1);
+  Kokkos::parallel_for(
+      "fastknn::search::integer_norms",
+      Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::size_t>>(space, 0, data.extent(0)),
+      KOKKOS_LAMBDA(std::size_t r) {
+        std::int32_t sq = 0, sum = 0;
+        for (std::size_t p = 0; p < d; ++p)
+        {
+          std::int32_t const v = static_cast<std::int32_t>(double(data(r, p)) - lowest);
+          sq += v * v;
+          sum += v;
+        }
+        out(r) = sq - w * sum;
+      });
+}
+
+/// Whether integer data spanning [lo, hi] takes the exact byte path for metric M on ExecSpace.
+template <Metric M, class ExecSpace>
+bool integer_eligible(RowStats const &s, double lo, double hi, std::size_t d)
+{
+  return uses_centring(M) && backends::Int8Dot<ExecSpace>::accelerated && s.integral &&
+         s.first_bad < 0 && hi - lo <= 255 && d >= 8 && d <= Int8Scores<float>::max_dimension;
+}
+
+/// What one pass over the database finds out (independent of the queries): the centre, the
+/// per-row values of the fast score, statistics for the checks and the error bound, and, for
+/// integer data, the integer path's row norms relative to the database's smallest value.
+/// fastknn::Index keeps it across searches.
+template <class T, class MS>
+struct DatabaseSummary
+{
+  Kokkos::View<T *, MS> centre;
+  Kokkos::View<T *, MS> aux;
+  Kokkos::View<std::int32_t *, MS> int_norms; // empty unless the data is integer-eligible
+  RowStats stats{};
+};
+
+template <Metric M, class ExecSpace, class XV>
+auto summarise_database(ExecSpace const &space, XV const &database, bool integer_norms_wanted)
+{
+  using T = std::remove_const_t<typename XV::value_type>;
+  using MS = typename ExecSpace::memory_space;
+  using Range = Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::size_t>>;
+  std::size_t const n = database.extent(0), d = database.extent(1);
+  DatabaseSummary<T, MS> s;
+  // Centre for L2: the mean of up to 4096 evenly spaced rows. Any translation is exact for L2;
+  // this one just makes the norms, and so the expansion's cancellation, small.
+  s.centre = Kokkos::View<T *, MS>(Kokkos::view_alloc(space, "fastknn::search::centre"), d);
+  if constexpr (uses_centring(M))
+  {
+    auto centre = s.centre;
+    std::size_t const samples = n < 4096 ? n : 4096;
+    std::size_t const stride = n / samples;
+    Kokkos::parallel_for(
+        "fastknn::search::centre", Range(space, 0, d), KOKKOS_LAMBDA(std::size_t p) {
+          double sum = 0;
+          for (std::size_t i = 0; i < samples; ++i)
+            sum += database(i * stride, p);
+          centre(p) = static_cast<T>(sum / double(samples));
+        });
+  }
+  s.aux = Kokkos::View<T *, MS>(
+      Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "fastknn::search::database_norms"), n);
+  Kokkos::parallel_reduce("fastknn::search::check_database", Range(space, 0, n),
+                          RowPass<M, XV, T>{database, s.centre, s.aux, d}, s.stats);
+  if (integer_norms_wanted &&
+      integer_eligible<M, ExecSpace>(s.stats, s.stats.min_val, s.stats.max_val, d))
+  {
+    s.int_norms = Kokkos::View<std::int32_t *, MS>(
+        Kokkos::view_alloc(space, Kokkos::WithoutInitializing,
+                           "fastknn::search::database_integer_norms"),
+        n);
+    integer_norms(space, database, s.stats.min_val, 0, s.int_norms);
+  }
+  return s;
+}
+
 /// What the checks found out about the inputs; both pre-selection variants start from it.
 template <class T, class MS>
 struct Prepared
 {
-  Kokkos::View<T *, MS> centre;       // L2: subtracted before the float pre-selection
-  Kokkos::View<T *, MS> x_aux, q_aux; // per-row values of the float fast score
-  double x_norm_max = 0;              // max |x - centre|, for the error bound
-  double lowest = 0;                  // smallest value of both sets (integer path)
+  Kokkos::View<T *, MS> centre;           // L2: subtracted before the float pre-selection
+  Kokkos::View<T *, MS> x_aux, q_aux;     // per-row values of the float fast score
+  Kokkos::View<std::int32_t *, MS> x_int; // integer path: |x - lowest|^2 per database row
+  double x_norm_max = 0;                  // max |x - centre|, for the error bound
+  double lowest = 0;                      // smallest value of both sets (integer path)
 };
 
 /// The tiled pre-selection, exact re-ranking and fallback with scores computed as P says.
@@ -806,31 +978,20 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
   std::size_t const dp = round_up(d, P::group);
   int const k = plan.k, kept = plan.kept;
 
-  // Per-row values of the fast score. The integer path reuses the float norms' storage (T is at
-  // least as wide as int32) so it allocates nothing beyond the plan.
-  Kokkos::View<Aux *, MS, Kokkos::MemoryTraits<Kokkos::Unmanaged>> x_aux(
-      reinterpret_cast<Aux *>(prep.x_aux.data()), n);
-  Kokkos::View<Aux *, MS, Kokkos::MemoryTraits<Kokkos::Unmanaged>> q_aux(
-      reinterpret_cast<Aux *>(prep.q_aux.data()), q);
+  // Per-row values of the fast score. The integer path's query values reuse the float query
+  // norms' storage (T is at least as wide as int32); its database values come prepared.
+  Kokkos::View<Aux *, MS, Kokkos::MemoryTraits<Kokkos::Unmanaged>> x_aux, q_aux;
   if constexpr (P::exact)
   {
     static_assert(sizeof(Aux) <= sizeof(T));
-    double const lo = prep.lowest;
-    Kokkos::parallel_for(
-        "fastknn::search::integer_norms", Range(space, 0, n + q), KOKKOS_LAMBDA(std::size_t r) {
-          std::int32_t sq = 0, sum = 0;
-          for (std::size_t p = 0; p < d; ++p)
-          {
-            std::int32_t const v = static_cast<std::int32_t>(
-                (r < n ? double(database(r, p)) : double(queries(r - n, p))) - lo);
-            sq += v * v;
-            sum += v;
-          }
-          if (r < n)
-            x_aux(r) = sq;
-          else
-            q_aux(r - n) = sq - 256 * sum;
-        });
+    x_aux = decltype(x_aux)(prep.x_int.data(), n);
+    q_aux = decltype(q_aux)(reinterpret_cast<Aux *>(prep.q_aux.data()), q);
+    integer_norms(space, queries, prep.lowest, 256, q_aux);
+  }
+  else
+  {
+    x_aux = decltype(x_aux)(prep.x_aux.data(), n);
+    q_aux = decltype(q_aux)(prep.q_aux.data(), q);
   }
 
   using X = typename P::x_type;
@@ -1152,8 +1313,10 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
 }
 
 template <Metric M, class ExecSpace, class XV, class QV>
-auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, Plan const &plan,
-                 SearchOptions const &opt)
+auto search_impl(ExecSpace const &space, XV const &database,
+                 DatabaseSummary<std::remove_const_t<typename XV::value_type>,
+                                 typename ExecSpace::memory_space> const &summary,
+                 QV const &queries, Plan const &plan, SearchOptions const &opt)
 {
   using T = std::remove_const_t<typename XV::value_type>;
   using MS = typename ExecSpace::memory_space;
@@ -1164,29 +1327,12 @@ auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, 
   std::size_t const n = plan.n, q = plan.q, d = plan.d;
   int const k = plan.k;
 
-  // Centre for L2: the mean of up to 4096 evenly spaced rows. Any translation is exact for L2;
-  // this one just makes the norms, and so the expansion's cancellation, small.
   Prepared<T, MS> prep;
-  prep.centre = Kokkos::View<T *, MS>(Kokkos::view_alloc(space, "fastknn::search::centre"), d);
-  if constexpr (uses_centring(M))
-  {
-    auto centre = prep.centre;
-    std::size_t const samples = n < 4096 ? n : 4096;
-    std::size_t const stride = n / samples;
-    Kokkos::parallel_for(
-        "fastknn::search::centre", Range(space, 0, d), KOKKOS_LAMBDA(std::size_t p) {
-          double s = 0;
-          for (std::size_t i = 0; i < samples; ++i)
-            s += database(i * stride, p);
-          centre(p) = static_cast<T>(s / double(samples));
-        });
-  }
-
-  prep.x_aux = Kokkos::View<T *, MS>(alloc("fastknn::search::database_norms"), n);
+  prep.centre = summary.centre;
+  prep.x_aux = summary.aux;
   prep.q_aux = Kokkos::View<T *, MS>(alloc("fastknn::search::query_norms"), q);
-  RowStats xs{}, qs{};
-  Kokkos::parallel_reduce("fastknn::search::check_database", Range(space, 0, n),
-                          RowPass<M, XV, T>{database, prep.centre, prep.x_aux, d}, xs);
+  RowStats const xs = summary.stats;
+  RowStats qs{};
   Kokkos::parallel_reduce("fastknn::search::check_queries", Range(space, 0, q),
                           RowPass<M, QV, T>{queries, prep.centre, prep.q_aux, d}, qs);
   if (opt.check_finite)
@@ -1226,10 +1372,21 @@ auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, 
   // Integer data spanning at most 256 values (images, byte-quantised vectors) is scored
   // exactly with byte dot products where the backend has an instruction for them.
   using Int8 = Int8Scores<T>;
-  bool const integer_path = uses_centring(M) && opt.integer_preselection &&
-                            backends::Int8Dot<ExecSpace>::accelerated && xs.integral &&
-                            qs.integral && highest - prep.lowest <= 255 && d >= 8 &&
-                            d <= Int8::max_dimension;
+  bool const integer_path = opt.integer_preselection && qs.integral &&
+                            integer_eligible<M, ExecSpace>(xs, prep.lowest, highest, d);
+  if (integer_path)
+  {
+    // The database's integer norms are relative to its own smallest value; queries reaching
+    // lower need them relative to theirs.
+    if (summary.int_norms.extent(0) == n && summary.stats.min_val == prep.lowest)
+      prep.x_int = summary.int_norms;
+    else
+    {
+      prep.x_int =
+          Kokkos::View<std::int32_t *, MS>(alloc("fastknn::search::database_integer_norms"), n);
+      integer_norms(space, database, prep.lowest, 0, prep.x_int);
+    }
+  }
   std::size_t packs = 0;
   std::size_t const fallbacks =
       integer_path
@@ -1252,59 +1409,56 @@ auto search_impl(ExecSpace const &space, XV const &database, QV const &queries, 
 template <class ExecSpace>
 constexpr bool is_space_v = Kokkos::is_execution_space<ExecSpace>::value;
 
-} // namespace detail
-
-/// Exact k nearest neighbours of each query row among the database rows.
-/// `database` (N x D) and `queries` (Q x D) are rank-2 Views of float or double accessible from
-/// `space`. Returns Q x k indices and distances (best first, ties by smaller index) in the
-/// space's memory space. Throws fastknn::Error on invalid input.
-template <class ExecSpace, class DatabaseView, class QueryView>
-requires detail::is_space_v<ExecSpace>
-    Neighbors<typename ExecSpace::memory_space,
-              std::remove_const_t<typename DatabaseView::value_type>>
-    search(ExecSpace const &space, DatabaseView const &database, QueryView const &queries, int k,
-           SearchOptions const &options = {})
+/// Compile-time checks on a database or query View.
+template <class ExecSpace, class V>
+constexpr void check_view()
 {
-  using T = std::remove_const_t<typename DatabaseView::value_type>;
-  static_assert(Kokkos::is_view<DatabaseView>::value && Kokkos::is_view<QueryView>::value,
-                "fastknn::search: database and queries must be Kokkos::Views");
-  static_assert(DatabaseView::rank() == 2 && QueryView::rank() == 2,
-                "fastknn::search: database and queries must be rank-2 Views (rows x dimension)");
-  static_assert(std::is_same_v<T, std::remove_const_t<typename QueryView::value_type>>,
-                "fastknn::search: database and queries must have the same value type");
+  using T = std::remove_const_t<typename V::value_type>;
+  static_assert(Kokkos::is_view<V>::value, "fastknn: database and queries must be Kokkos::Views");
+  static_assert(V::rank() == 2,
+                "fastknn: database and queries must be rank-2 Views (rows x dimension)");
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                "fastknn::search: values must be float or double");
-  static_assert(
-      Kokkos::SpaceAccessibility<ExecSpace, typename DatabaseView::memory_space>::accessible,
-      "fastknn::search: the database View must be accessible from the execution space");
-  static_assert(Kokkos::SpaceAccessibility<ExecSpace, typename QueryView::memory_space>::accessible,
-                "fastknn::search: the queries View must be accessible from the execution space");
-  Kokkos::Profiling::ScopedRegion region("fastknn::search");
+                "fastknn: values must be float or double");
+  static_assert(Kokkos::SpaceAccessibility<ExecSpace, typename V::memory_space>::accessible,
+                "fastknn: database and queries must be accessible from the execution space");
+}
 
+/// Calls f.template operator()<M>() for the run-time metric.
+template <class F>
+decltype(auto) with_metric(Metric metric, F &&f)
+{
+  switch (metric)
+  {
+  case Metric::L2Squared:
+    return f.template operator()<Metric::L2Squared>();
+  case Metric::L2:
+    return f.template operator()<Metric::L2>();
+  case Metric::L1:
+    return f.template operator()<Metric::L1>();
+  case Metric::InnerProduct:
+    return f.template operator()<Metric::InnerProduct>();
+  case Metric::Cosine:
+    return f.template operator()<Metric::Cosine>();
+  }
+  throw Error("unknown metric value " + std::to_string(int(metric)));
+}
+
+/// Validates the arguments, plans the tiles and runs `run(plan)`, turning a failed allocation
+/// into an Error that says what to do.
+template <class ExecSpace, class T, class Run>
+auto planned_search(ExecSpace const &space, std::size_t n, std::size_t q, std::size_t d,
+                    std::size_t d_queries, int k, SearchOptions const &options, Run &&run)
+{
   using Traits = backends::TileTraits<ExecSpace>;
-  detail::Plan const plan =
-      detail::make_plan(database.extent(0), queries.extent(0), database.extent(1),
-                        queries.extent(1), k, options, sizeof(T), Traits::query_block,
-                        Traits::database_block, Traits::chunk_bytes, Traits::max_chunk_rows,
-                        // two teams per thread slot keep the space busy (and balanced)
-                        std::max<std::size_t>(1, 2 * std::size_t(space.concurrency()) /
-                                                     std::size_t(Traits::team_size)),
-                        Traits::stream_query_bytes, Traits::rerank_query_bytes);
+  Plan const plan = make_plan(n, q, d, d_queries, k, options, sizeof(T), Traits::query_block,
+                              Traits::database_block, Traits::chunk_bytes, Traits::max_chunk_rows,
+                              // two teams per thread slot keep the space busy (and balanced)
+                              std::max<std::size_t>(1, 2 * std::size_t(space.concurrency()) /
+                                                           std::size_t(Traits::team_size)),
+                              Traits::stream_query_bytes, Traits::rerank_query_bytes);
   try
   {
-    switch (options.metric)
-    {
-    case Metric::L2Squared:
-      return detail::search_impl<Metric::L2Squared>(space, database, queries, plan, options);
-    case Metric::L2:
-      return detail::search_impl<Metric::L2>(space, database, queries, plan, options);
-    case Metric::L1:
-      return detail::search_impl<Metric::L1>(space, database, queries, plan, options);
-    case Metric::InnerProduct:
-      return detail::search_impl<Metric::InnerProduct>(space, database, queries, plan, options);
-    case Metric::Cosine:
-      return detail::search_impl<Metric::Cosine>(space, database, queries, plan, options);
-    }
+    return run(plan);
   }
   catch (std::bad_alloc const &e)
   {
@@ -1314,8 +1468,113 @@ requires detail::is_space_v<ExecSpace>
                 " bytes plus the Q x k outputs; lower SearchOptions::workspace_bytes or search "
                 "the queries in smaller batches");
   }
-  throw Error("unknown metric value " + std::to_string(int(options.metric)));
 }
+
+} // namespace detail
+
+/// Exact k nearest neighbours of each query row among the database rows.
+/// `database` (N x D) and `queries` (Q x D) are rank-2 Views of float or double accessible from
+/// `space`. Returns Q x k indices and distances (best first, ties by smaller index) in the
+/// space's memory space. Throws fastknn::Error on invalid input. Searching the same database
+/// again and again? fastknn::Index does its pass over the database once.
+template <class ExecSpace, class DatabaseView, class QueryView>
+requires detail::is_space_v<ExecSpace>
+    Neighbors<typename ExecSpace::memory_space,
+              std::remove_const_t<typename DatabaseView::value_type>>
+    search(ExecSpace const &space, DatabaseView const &database, QueryView const &queries, int k,
+           SearchOptions const &options = {})
+{
+  using T = std::remove_const_t<typename DatabaseView::value_type>;
+  detail::check_view<ExecSpace, DatabaseView>();
+  detail::check_view<ExecSpace, QueryView>();
+  static_assert(std::is_same_v<T, std::remove_const_t<typename QueryView::value_type>>,
+                "fastknn::search: database and queries must have the same value type");
+  Kokkos::Profiling::ScopedRegion region("fastknn::search");
+  return detail::planned_search<ExecSpace, T>(
+      space, database.extent(0), queries.extent(0), database.extent(1), queries.extent(1), k,
+      options,
+      [&](detail::Plan const &plan)
+      {
+        return detail::with_metric(
+            options.metric,
+            [&]<Metric M>()
+            {
+              auto const summary =
+                  detail::summarise_database<M>(space, database, options.integer_preselection);
+              return detail::search_impl<M>(space, database, summary, queries, plan, options);
+            });
+      });
+}
+
+/// A database prepared for repeated searches (like FAISS's IndexFlat or cuVS's brute-force
+/// index): the pass over its rows that every search needs (centre, row norms, finiteness and
+/// range checks, the integer path's norms) runs once, in the constructor. Each search then
+/// reads the database once. Results are those of fastknn::search with the same arguments.
+/// The index keeps a reference to the View, not a copy: build a new index after changing the
+/// data.
+template <class ExecSpace, class DatabaseView>
+requires detail::is_space_v<ExecSpace>
+class Index
+{
+public:
+  using value_type = std::remove_const_t<typename DatabaseView::value_type>;
+  using memory_space = typename ExecSpace::memory_space;
+
+  Index(ExecSpace const &space, DatabaseView const &database, Metric metric = Metric::L2Squared)
+      : _database(database), _metric(metric)
+  {
+    detail::check_view<ExecSpace, DatabaseView>();
+    detail::check_database_shape(database.extent(0), database.extent(1));
+    Kokkos::Profiling::ScopedRegion region("fastknn::Index");
+    detail::with_metric(metric, [&]<Metric M>()
+                        { _summary = detail::summarise_database<M>(space, database, true); });
+  }
+
+  /// k nearest neighbours of each query row, as fastknn::search. options.metric must be the
+  /// index's metric (the overload without options uses it).
+  template <class QueryView>
+  Neighbors<memory_space, value_type> search(ExecSpace const &space, QueryView const &queries,
+                                             int k, SearchOptions const &options) const
+  {
+    detail::check_view<ExecSpace, QueryView>();
+    static_assert(std::is_same_v<value_type, std::remove_const_t<typename QueryView::value_type>>,
+                  "fastknn::Index::search: the queries must have the database's value type");
+    detail::require(options.metric == _metric,
+                    "this index was built for metric " + std::string(metric_name(_metric)) +
+                        " but the search asks for " + std::string(metric_name(options.metric)) +
+                        "; build an Index with that metric");
+    Kokkos::Profiling::ScopedRegion region("fastknn::Index::search");
+    return detail::planned_search<ExecSpace, value_type>(
+        space, _database.extent(0), queries.extent(0), _database.extent(1), queries.extent(1), k,
+        options,
+        [&](detail::Plan const &plan)
+        {
+          return detail::with_metric(_metric,
+                                     [&]<Metric M>() {
+                                       return detail::search_impl<M>(space, _database, _summary,
+                                                                     queries, plan, options);
+                                     });
+        });
+  }
+  template <class QueryView>
+  Neighbors<memory_space, value_type> search(ExecSpace const &space, QueryView const &queries,
+                                             int k) const
+  {
+    SearchOptions options;
+    options.metric = _metric;
+    return search(space, queries, k, options);
+  }
+
+  Metric metric() const { return _metric; }
+  std::size_t size() const { return _database.extent(0); }
+  std::size_t dimension() const { return _database.extent(1); }
+  DatabaseView const &database() const { return _database; }
+
+private:
+  DatabaseView _database;
+  Metric _metric;
+  detail::DatabaseSummary<value_type, memory_space> _summary;
+};
 
 /// Results of the host convenience overload: row-major Q x k.
 template <class T>

@@ -60,6 +60,19 @@ struct Plan
   std::size_t workspace = 0;   // bytes the plan allocates
 };
 
+/// Validates the database's shape (what an Index needs before any query arrives).
+inline void check_database_shape(std::size_t n, std::size_t d)
+{
+  require(n > 0, "the database is empty (0 rows); pass at least one point");
+  require(d > 0, "the dimension is 0; points need at least one coordinate");
+  auto const max_index = static_cast<std::size_t>(std::numeric_limits<index_type>::max());
+  require(n < max_index, "the database has " + std::to_string(n) +
+                             " rows, more than the 32-bit index type holds; split it into "
+                             "parts below 2^31-1 rows and merge the results");
+  require(d < (std::size_t(1) << 31), "dimension " + std::to_string(d) + " is too large");
+  checked_mul(n, d, "database size N x D");
+}
+
 /// Validates the arguments and sizes the tiles so the workspace stays within the budget.
 /// Throws fastknn::Error naming the argument and the fix.
 inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d_queries,
@@ -68,20 +81,15 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
                       std::size_t teams_wanted = 1, std::size_t stream_query_bytes = 0,
                       std::size_t rerank_query_bytes = 0)
 {
-  require(n > 0, "the database is empty (0 rows); pass at least one point");
+  check_database_shape(n, d);
   require(q > 0, "the query set is empty (0 rows); pass at least one query");
-  require(d > 0, "the dimension is 0; points need at least one coordinate");
   require(d == d_queries, "dimension mismatch: the database has " + std::to_string(d) +
                               " columns but the queries have " + std::to_string(d_queries) +
                               "; both must have the same number of columns");
   require(k >= 1, "k = " + std::to_string(k) + " is invalid; k must be at least 1");
   auto const max_index = static_cast<std::size_t>(std::numeric_limits<index_type>::max());
-  require(n < max_index, "the database has " + std::to_string(n) +
-                             " rows, more than the 32-bit index type holds; split it into "
-                             "parts below 2^31-1 rows and merge the results");
   require(q < max_index, "the query set has " + std::to_string(q) +
                              " rows, more than the 32-bit index type holds; query in batches");
-  require(d < (std::size_t(1) << 31), "dimension " + std::to_string(d) + " is too large");
   if (opt.exclude_self)
   {
     require(q == n, "exclude_self needs the queries to be the database (Q == N), got Q = " +
@@ -96,7 +104,6 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
             "k = " + std::to_string(k) + " is larger than the database (N = " + std::to_string(n) +
                 "); use k <= N");
   }
-  checked_mul(n, d, "database size N x D");
   checked_mul(q, d, "query size Q x D");
   checked_mul(checked_mul(q, static_cast<std::size_t>(k), "output size Q x k"),
               sizeof(double) + sizeof(index_type), "output bytes");
@@ -116,9 +123,9 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
                                     std::max<std::size_t>(nr, round_down(max_chunk_rows, nr)));
   p.chunk = std::min(p.chunk, round_up(n, nr));
 
-  // Fixed part: per-row norms of database and queries, the centring vector, the re-scoring's
-  // per-row counts and list starts.
-  std::size_t const fixed = (n + q + d) * value_size + (2 * n + 1) * sizeof(int);
+  // Fixed part: per-row norms of database and queries, the centring vector, the integer path's
+  // database norms, the re-scoring's per-row counts and list starts.
+  std::size_t const fixed = (n + q + d) * value_size + (3 * n + 1) * sizeof(int);
   // Per query: packed copy, norm, threshold and count, a buffer of factor x kept candidates,
   // the re-scoring's slots and list entries, its count and the largest kept score.
   std::size_t const per_query = row_bytes + 2 * value_size + sizeof(int) +

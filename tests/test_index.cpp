@@ -1,0 +1,182 @@
+// fastknn::Index: a database prepared once and searched many times must give, search after
+// search, exactly what fastknn::search gives, and refuse what fastknn::search refuses.
+
+#include "enabled_spaces.hpp"
+#include "helpers.hpp"
+
+#include <catch2/catch_template_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include <cmath>
+#include <limits>
+
+using namespace fastknn;
+using namespace fastknn::test;
+using Catch::Matchers::ContainsSubstring;
+
+namespace
+{
+
+template <class Space, class T>
+void check_same(
+    Index<Space, Kokkos::View<T **, Kokkos::LayoutRight, typename Space::memory_space>> const
+        &index,
+    Space const &space, std::vector<T> const &x, std::size_t n, std::vector<T> const &q,
+    std::size_t nq, std::size_t d, int k, SearchOptions const &opt)
+{
+  auto const qd = to_device(space, q, nq, d);
+  auto const direct = to_host(fastknn::search(space, index.database(), qd, k, opt), nq, k);
+  auto const indexed = to_host(index.search(space, qd, k, opt), nq, k);
+  CHECK(indexed.index == direct.index);
+  CHECK(indexed.value == direct.value);
+  // And both are right.
+  auto const c =
+      compare_with_reference(indexed, x, n, q, d, opt, std::is_same_v<T, float> ? 1e-5 : 1e-12);
+  INFO(c.first_problem);
+  CHECK(c.bad_value == 0);
+  CHECK(c.wrong_index == 0);
+}
+
+/// Integer-valued rows, uniform in [lo, hi].
+template <class T>
+std::vector<T> integers(std::size_t rows, std::size_t cols, unsigned seed, int lo, int hi)
+{
+  std::mt19937_64 gen(seed);
+  std::uniform_int_distribution<int> dist(lo, hi);
+  std::vector<T> m(rows * cols);
+  for (auto &v : m)
+    v = T(dist(gen));
+  return m;
+}
+
+} // namespace
+
+TEMPLATE_LIST_TEST_CASE("Index: every metric, repeated searches equal fastknn::search",
+                        "[search][index]", EnabledSpaces)
+{
+  TestType space;
+  std::size_t const n = 3001, d = 37;
+  auto const x = random_matrix<float>(n, d, 71, -1.0, 1.0);
+  auto const xd = to_device(space, x, n, d);
+  for (Metric metric :
+       {Metric::L2Squared, Metric::L2, Metric::L1, Metric::InnerProduct, Metric::Cosine})
+  {
+    INFO("metric " << metric_name(metric));
+    Index index(space, xd, metric);
+    CHECK(index.metric() == metric);
+    CHECK(index.size() == n);
+    CHECK(index.dimension() == d);
+    SearchOptions opt;
+    opt.metric = metric;
+    // Different query counts (streamed and packed plans) and k, against the same index.
+    check_same(index, space, x, n, random_matrix<float>(1, d, 72, -1.0, 1.0), 1, d, 7, opt);
+    check_same(index, space, x, n, random_matrix<float>(3, d, 76, -1.0, 1.0), 3, d, 4, opt);
+    check_same(index, space, x, n, random_matrix<float>(6, d, 77, -1.0, 1.0), 6, d, 11, opt);
+    check_same(index, space, x, n, random_matrix<float>(40, d, 73, -1.0, 1.0), 40, d, 1, opt);
+    check_same(index, space, x, n, random_matrix<float>(300, d, 74, -1.0, 1.0), 300, d, 50, opt);
+    // Queries far outside the database's range (the fast scores' scale changes).
+    check_same(index, space, x, n, random_matrix<float>(20, d, 75, 5.0, 9.0), 20, d, 10, opt);
+  }
+}
+
+TEMPLATE_LIST_TEST_CASE("Index: double values", "[search][index]", EnabledSpaces)
+{
+  TestType space;
+  std::size_t const n = 1500, d = 19;
+  auto const x = random_matrix<double>(n, d, 81);
+  Index index(space, to_device(space, x, n, d), Metric::L2);
+  SearchOptions opt;
+  opt.metric = Metric::L2;
+  check_same(index, space, x, n, random_matrix<double>(33, d, 82), 33, d, 12, opt);
+}
+
+TEMPLATE_LIST_TEST_CASE("Index: integer data, queries inside, below and beyond its range",
+                        "[search][index][integer]", EnabledSpaces)
+{
+  TestType space;
+  std::size_t const n = 2500, d = 40;
+  auto const x = integers<float>(n, d, 91, 10, 200);
+  Index index(space, to_device(space, x, n, d));
+  SearchOptions opt;
+  SearchStats stats;
+  opt.stats = &stats;
+  // Inside: the integer path with the norms prepared by the index.
+  check_same(index, space, x, n, integers<float>(30, d, 92, 10, 200), 30, d, 9, opt);
+  bool const accelerated = backends::Int8Dot<TestType>::accelerated;
+  CHECK(stats.integer_preselection == accelerated);
+  // Reaching below the database's smallest value (still 256 values in all): the integer path
+  // with norms relative to the queries' smallest value.
+  check_same(index, space, x, n, integers<float>(30, d, 93, 0, 200), 30, d, 9, opt);
+  CHECK(stats.integer_preselection == accelerated);
+  // Beyond 256 values in all: the float path.
+  check_same(index, space, x, n, integers<float>(30, d, 94, -100, 300), 30, d, 9, opt);
+  CHECK_FALSE(stats.integer_preselection);
+  // Integer path off for one search, on again for the next.
+  opt.integer_preselection = false;
+  check_same(index, space, x, n, integers<float>(30, d, 95, 10, 200), 30, d, 9, opt);
+  CHECK_FALSE(stats.integer_preselection);
+  opt.integer_preselection = true;
+  check_same(index, space, x, n, integers<float>(30, d, 96, 10, 200), 30, d, 9, opt);
+  CHECK(stats.integer_preselection == accelerated);
+}
+
+TEMPLATE_LIST_TEST_CASE("Index: exclude_self and bad input", "[search][index][errors]",
+                        EnabledSpaces)
+{
+  TestType space;
+  std::size_t const n = 600, d = 12;
+  auto x = random_matrix<float>(n, d, 101);
+  auto xd = to_device(space, x, n, d);
+  Index index(space, xd, Metric::Cosine);
+  SearchOptions opt;
+  opt.metric = Metric::Cosine;
+  opt.exclude_self = true;
+  check_same(index, space, x, n, x, n, d, 5, opt);
+
+  SearchOptions l2;
+  REQUIRE_THROWS_WITH(index.search(space, xd, 5, l2), ContainsSubstring("built for metric"));
+  auto const q_wrong = to_device(space, random_matrix<float>(3, d + 1, 102), 3, d + 1);
+  REQUIRE_THROWS_WITH(index.search(space, q_wrong, 5), ContainsSubstring("dimension mismatch"));
+  REQUIRE_THROWS_WITH(index.search(space, xd, int(n) + 1),
+                      ContainsSubstring("larger than the database"));
+
+  using V = Kokkos::View<float **, Kokkos::LayoutRight, typename TestType::memory_space>;
+  REQUIRE_THROWS_WITH(Index(space, V("empty", 0, d)), ContainsSubstring("database is empty"));
+
+  // A non-finite value is reported by each search (check_finite is a search option; without
+  // it the search still refuses the NaN distances it then meets).
+  x[7 * d + 3] = std::numeric_limits<float>::quiet_NaN();
+  Index bad(space, to_device(space, x, n, d));
+  auto const q = to_device(space, random_matrix<float>(4, d, 103), 4, d);
+  REQUIRE_THROWS_WITH(bad.search(space, q, 3), ContainsSubstring("database row 7"));
+  SearchOptions unchecked;
+  unchecked.check_finite = false;
+  REQUIRE_THROWS_WITH(bad.search(space, q, 3, unchecked), ContainsSubstring("non-finite input"));
+}
+
+TEMPLATE_LIST_TEST_CASE("Index and search on a LayoutLeft database", "[search][index]",
+                        EnabledSpaces)
+{
+  // Rows are not contiguous: the kernels read them through the View, not a row pointer.
+  TestType space;
+  std::size_t const n = 2200, d = 21;
+  auto const x = random_matrix<float>(n, d, 111);
+  auto const right = to_device(space, x, n, d);
+  Kokkos::View<float **, Kokkos::LayoutLeft, typename TestType::memory_space> left("left", n, d);
+  Kokkos::deep_copy(space, left, right); // same extents, the layout converts
+  Index index(space, left, Metric::L1);
+  SearchOptions opt;
+  opt.metric = Metric::L1;
+  for (std::size_t nq : {std::size_t(2), std::size_t(30)})
+  {
+    auto const q = random_matrix<float>(nq, d, 112);
+    auto const qd = to_device(space, q, nq, d);
+    auto const expected = to_host(fastknn::search(space, right, qd, 6, opt), nq, 6);
+    auto const viaindex = to_host(index.search(space, qd, 6, opt), nq, 6);
+    auto const direct = to_host(fastknn::search(space, left, qd, 6, opt), nq, 6);
+    CHECK(viaindex.index == expected.index);
+    CHECK(viaindex.value == expected.value);
+    CHECK(direct.index == expected.index);
+    CHECK(direct.value == expected.value);
+  }
+}
