@@ -62,6 +62,9 @@ def main():
     ap.add_argument("--peer", action="append", help="peers (default faiss-flat sklearn-brute numpy-gemm)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--sweep", action="store_true", help="also run the Q/N/D/k sweeps of fastknn and plot")
+    ap.add_argument("--small", action="store_true",
+                    help="instead: small batches (Q = 1, 16) against 10^6 x 128 random rows, "
+                         "fastknn search and Index.search against FAISS, in GB/s of database read")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = ap.parse_args()
     ks = args.k or [1, 10, 100]
@@ -71,6 +74,8 @@ def main():
 
     ours_env = dict(os.environ, OMP_PROC_BIND="false")
     peer_env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    if args.small:
+        return small_batches(args, ours_env, peer_env)
     # Both pre-selections: the default (exact integer path for these 8-bit pixels where the
     # backend has one) and the float path forced.
     pattern = f"fashion_mnist_l2sq(_floatpath)?/q:{args.q}/k:({'|'.join(map(str, ks))})/"
@@ -148,6 +153,77 @@ def main():
 
     if args.sweep:
         sweep(args, ours_env, base)
+
+
+def small_batches(args, ours_env, peer_env):
+    """Q = 1 and 16 queries against N = 10^6 random rows of D = 128 (512 MB of float32), k = 10:
+    fastknn's one-shot search (which includes its pass over the database) and Index.search
+    (database pass done beforehand), FAISS IndexFlatL2 search (index.add done beforehand) and
+    add + search. Interleaved rounds; medians; database GB/s against the measured copy rate."""
+    n, d, k, qs = 1000000, 128, 10, (1, 16)
+    db_bytes = n * d * 4
+    pattern = f"random_l2sq(_index)?/n:{n}/d:{d}/q:({'|'.join(map(str, qs))})/k:{k}/"
+    times, copies, context = {}, [], None
+    path = os.path.join(ROOT, "bench", "results", "tmp", "peers-small.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    for rep in range(args.repeats):
+        context, res = run_fastknn(args.bench, pattern, args.threads, ours_env)
+        copies.append(float(context.get("copy_bandwidth_GBps", "nan")))
+        for name, b in res.items():
+            q = int(name.split("/q:")[1].split("/")[0])
+            who = "index" if name.startswith("random_l2sq_index") else "search"
+            times.setdefault((who, q), []).append(b["real_time"] / 1e3)
+        for q in qs:
+            subprocess.run([sys.executable, os.path.join(HERE, "peers", "peers.py"), "--dataset",
+                            "random", "--n", str(n), "--d", str(d), "--q", str(q), "--k", str(k),
+                            "--peer", "faiss-flat", "--threads", str(args.threads), "--repeats",
+                            "3", "--json", path], check=True, capture_output=True, text=True,
+                           env=peer_env)
+            with open(path) as f:
+                r = json.load(f)["results"][0]
+            times.setdefault(("faiss", q), []).append(r["median_s"])
+            times.setdefault(("faiss-add", q), []).append(r["build_s"])
+        print(f"round {rep + 1}/{args.repeats} done", file=sys.stderr)
+    copy = statistics.median(copies)
+    rows = []
+    for q in qs:
+        m = {w: statistics.median(times[(w, q)]) for w in ("search", "index", "faiss", "faiss-add")}
+        rows.append({"q": q, "fastknn_search_s": m["search"], "fastknn_index_s": m["index"],
+                     "faiss_search_s": m["faiss"], "faiss_add_s": m["faiss-add"],
+                     "index_GBps": db_bytes / m["index"] / 1e9,
+                     "search_GBps": db_bytes / m["search"] / 1e9,
+                     "index_x_faiss": m["faiss"] / m["index"],
+                     "search_x_faiss_add_search": (m["faiss"] + m["faiss-add"]) / m["search"]})
+    header = ["Q", "fastknn Index.search s", "GB/s", "fastknn search s", "GB/s", "FAISS search s",
+              "FAISS add s", "Index x FAISS search", "search x FAISS add+search"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        lines.append("| " + " | ".join([
+            str(r["q"]), f"{r['fastknn_index_s'] * 1e3:.1f} ms", f"{r['index_GBps']:.1f}",
+            f"{r['fastknn_search_s'] * 1e3:.1f} ms", f"{r['search_GBps']:.1f}",
+            f"{r['faiss_search_s'] * 1e3:.1f} ms", f"{r['faiss_add_s'] * 1e3:.1f} ms",
+            f"{r['index_x_faiss']:.2f}", f"{r['search_x_faiss_add_search']:.2f}"]) + " |")
+    table = "\n".join(lines)
+    commit = git_commit()
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d")
+    info = (f"Small batches: Q queries x N = {n} random rows x D = {d} (uniform [0, 1), float32, "
+            f"{db_bytes / 1e6:.0f} MB), L2, k = {k}, {args.threads} threads, median of "
+            f"{args.repeats} interleaved rounds (FAISS: median of 3 searches per round). fastknn "
+            f"{context.get('fastknn_version')} ({context.get('backend')}) at commit {commit}; "
+            f"copy bandwidth (median of the rounds' best of 3, bytes copied per second) "
+            f"{copy:.1f} GB/s; GB/s columns: database bytes / time. fastknn search includes its "
+            f"pass over the database; Index.search and FAISS search do not (Index built / "
+            f"index.add run beforehand).")
+    print(info)
+    print(table)
+    os.makedirs(args.out, exist_ok=True)
+    base = os.path.join(args.out, f"{stamp}-{commit}-cpu-small-batch")
+    with open(base + ".json", "w") as f:
+        json.dump({"info": info, "context": context, "copy_bandwidth_GBps": copies, "rows": rows,
+                   "raw": {f"{w}/q{q}": v for (w, q), v in times.items()}}, f, indent=1)
+    with open(base + ".md", "w") as f:
+        f.write(info + "\n\n" + table + "\n")
+    print(f"wrote {base}.json and .md")
 
 
 def sweep(args, env, base):
