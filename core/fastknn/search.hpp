@@ -37,8 +37,8 @@ namespace detail
 struct RowStats
 {
   long long first_bad;     // first row holding NaN/Inf, or -1
-  double max_norm2;        // max |x - centre|^2
-  double min_norm2;        // min |x|^2 (uncentred)
+  double max_norm2;        // max |x - centre|^2 (the centre is 0 except for the L2 metrics)
+  double min_norm2;        // min |x - centre|^2 (cosine: min |x|^2)
   double max_abs;          // max |x_p|
   double min_val, max_val; // smallest and largest value
   int integral;            // 1 when every value is an integer
@@ -78,28 +78,34 @@ struct RowPass
   KOKKOS_FUNCTION void operator()(std::size_t i, value_type &v) const
   {
     // L independent partial results per quantity so that the loop vectorises (one running sum
-    // or extremum is a serial chain of dependent operations).
-    constexpr int L = 8;
-    double c2v[L], n2v[L], mxv[L], lov[L], hiv[L];
+    // or extremum is a serial chain of dependent operations). Extrema and flags in the data's
+    // own type S (exact, and twice the lanes per vector for float); the sum in double. The
+    // centre is zero except for the L2 metrics, so one sum gives |x - centre|^2 for them and
+    // |x|^2 for the others.
+    using S = std::remove_const_t<typename V::value_type>;
+    constexpr int L = 16;
+    double sumv[L];
+    S mxv[L], lov[L], hiv[L];
     int badv[L], fracv[L];
     for (int l = 0; l < L; ++l)
     {
-      c2v[l] = n2v[l] = mxv[l] = 0;
-      lov[l] = Kokkos::Experimental::infinity_v<double>;
+      sumv[l] = 0;
+      mxv[l] = 0;
+      lov[l] = Kokkos::Experimental::infinity_v<S>;
       hiv[l] = -lov[l];
       badv[l] = fracv[l] = 0;
     }
-    // Integral test for |x| < 2^52 (all larger doubles are integers): x plus and minus 2^52
-    // rounds to an integer. Plain arithmetic and bit operations, no branches, so it vectorises.
-    constexpr double two52 = 4503599627370496.0;
-    auto const add = [&](int l, double x, double cen)
+    // Integral test for |x| < 2^(digits-1) (all larger values are integers): x plus and minus
+    // that power of two rounds to an integer. Plain arithmetic and bit operations, no branches
+    // or floor, so it vectorises.
+    constexpr S big = S(std::size_t(1) << (std::numeric_limits<S>::digits - 1));
+    auto const add = [&](int l, S x, double cen)
     {
-      double const ax = Kokkos::fabs(x);
-      badv[l] |= int(!(ax <= Kokkos::Experimental::finite_max_v<double>)); // NaN or Inf
-      fracv[l] |= int(ax < two52) & int((ax + two52) - two52 != ax);
-      double const c = x - cen;
-      c2v[l] += c * c;
-      n2v[l] += x * x;
+      S const ax = Kokkos::fabs(x);
+      badv[l] |= int(!(ax <= Kokkos::Experimental::finite_max_v<S>)); // NaN or Inf
+      fracv[l] |= int(ax < big) & int((ax + big) - big != ax);
+      double const c = double(x) - cen;
+      sumv[l] += c * c;
       mxv[l] = mxv[l] < ax ? ax : mxv[l];
       lov[l] = x < lov[l] ? x : lov[l];
       hiv[l] = hiv[l] < x ? x : hiv[l];
@@ -111,24 +117,23 @@ struct RowPass
       auto const *row = &data(i, 0);
       for (std::size_t p = 0; p < body; p += L)
         for (int l = 0; l < L; ++l)
-          add(l, double(row[p + l]), double(cen[p + l]));
+          add(l, row[p + l], double(cen[p + l]));
     }
     else
       for (std::size_t p = 0; p < body; p += L)
         for (int l = 0; l < L; ++l)
-          add(l, double(data(i, p + l)), double(cen[p + l]));
+          add(l, data(i, p + l), double(cen[p + l]));
     for (std::size_t p = body; p < d; ++p)
-      add(int(p - body), double(data(i, p)), double(cen[p]));
-    double c2 = 0, n2 = 0, mx = 0;
+      add(int(p - body), data(i, p), double(cen[p]));
+    double n2 = 0, mx = 0;
     double lo = Kokkos::Experimental::infinity_v<double>, hi = -lo;
     int bad = 0, frac = 0;
     for (int l = 0; l < L; ++l)
     {
-      c2 += c2v[l];
-      n2 += n2v[l];
-      mx = Kokkos::max(mx, mxv[l]);
-      lo = Kokkos::min(lo, lov[l]);
-      hi = Kokkos::max(hi, hiv[l]);
+      n2 += sumv[l];
+      mx = Kokkos::max(mx, double(mxv[l]));
+      lo = Kokkos::min(lo, double(lov[l]));
+      hi = Kokkos::max(hi, double(hiv[l]));
       bad |= badv[l];
       frac |= fracv[l];
     }
@@ -138,11 +143,11 @@ struct RowPass
     v.integral &= integral ? 1 : 0;
     if (bad != 0 && (v.first_bad < 0 || static_cast<long long>(i) < v.first_bad))
       v.first_bad = static_cast<long long>(i);
-    v.max_norm2 = Kokkos::max(v.max_norm2, uses_centring(M) ? c2 : n2);
+    v.max_norm2 = Kokkos::max(v.max_norm2, n2);
     v.min_norm2 = Kokkos::min(v.min_norm2, n2);
     v.max_abs = Kokkos::max(v.max_abs, mx);
     if constexpr (uses_centring(M))
-      aux(i) = static_cast<T>(c2);
+      aux(i) = static_cast<T>(n2);
     else if constexpr (M == Metric::Cosine)
       aux(i) = n2 > 0 ? static_cast<T>(1.0 / Kokkos::sqrt(n2)) : T(0);
     else if constexpr (M == Metric::InnerProduct)
