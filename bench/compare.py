@@ -45,6 +45,27 @@ def run_peers(peers, ks, threads, limit, env):
         return json.load(f)
 
 
+def markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
+def save_results(out, name, info, table, payload):
+    """Prints info and table; writes <date>-<commit>-<name>.json ({info} + payload) and .md."""
+    print(info)
+    print(table)
+    os.makedirs(out, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d")
+    base = os.path.join(out, f"{stamp}-{git_commit()}-{name}")
+    with open(base + ".json", "w") as f:
+        json.dump({"info": info, **payload}, f, indent=1)
+    with open(base + ".md", "w") as f:
+        f.write(info + "\n\n" + table + "\n")
+    print(f"wrote {base}.json and .md")
+    return base
+
+
 def git_commit():
     try:
         return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
@@ -119,7 +140,7 @@ def main():
     header = ["k", "fastknn s", "path", "fastknn float-path s", "float path % of FMA peak"] + \
              [f"{p} s" for p in peers] + [f"x vs {p}" for p in peers] + \
              [f"float path x vs {p}" for p in peers]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    cell_rows = []
     for r in rows:
         cells = [str(r["k"]), f"{r['fastknn_s']:.3f}",
                  "int8 exact" if r["integer_preselection"] else "float",
@@ -127,10 +148,9 @@ def main():
         cells += [f"{r.get(p + '_s', float('nan')):.3f}" for p in peers]
         cells += [f"{r.get('speedup_vs_' + p, float('nan')):.2f}" for p in peers]
         cells += [f"{r.get('float_speedup_vs_' + p, float('nan')):.2f}" for p in peers]
-        lines.append("| " + " | ".join(cells) + " |")
-    table = "\n".join(lines)
+        cell_rows.append(cells)
+    table = markdown_table(header, cell_rows)
     commit = git_commit()
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d")
     info = (f"Fashion-MNIST, Q = {args.q} test x N = 60000 train x D = 784, L2, float32, "
             f"{args.threads} threads, median of {args.repeats} interleaved rounds. "
             f"fastknn {context.get('fastknn_version')} ({context.get('backend')}, Kokkos "
@@ -138,18 +158,11 @@ def main():
             f"{peak:.1f} GFLOP/s; copy bandwidth {context.get('copy_bandwidth_GBps')} GB/s; "
             f"host {context.get('host_name')}, {context.get('num_cpus')} CPUs at "
             f"{context.get('mhz_per_cpu')} MHz; peers' BLAS: {peer_meta.get('blas_kernel')}.")
-    print(info)
-    print(table)
-    os.makedirs(args.out, exist_ok=True)
-    base = os.path.join(args.out, f"{stamp}-{commit}-cpu-fashion")
-    with open(base + ".json", "w") as f:
-        json.dump({"info": info, "context": context, "rows": rows,
-                   "raw": {f"{s}/k{k}": v for (s, k), v in times.items()},
-                   "peers": {k: peer_meta[k] for k in ("blas", "blas_kernel", "openblas_env", "machine")
-                             if k in peer_meta}}, f, indent=1)
-    with open(base + ".md", "w") as f:
-        f.write(info + "\n\n" + table + "\n")
-    print(f"wrote {base}.json and .md")
+    base = save_results(args.out, "cpu-fashion", info, table, {
+        "context": context, "rows": rows,
+        "raw": {f"{s}/k{k}": v for (s, k), v in times.items()},
+        "peers": {k: peer_meta[k] for k in ("blas", "blas_kernel", "openblas_env", "machine")
+                  if k in peer_meta}})
 
     if args.sweep:
         sweep(args, ours_env, base)
@@ -196,16 +209,12 @@ def small_batches(args, ours_env, peer_env):
                      "search_x_faiss_add_search": (m["faiss"] + m["faiss-add"]) / m["search"]})
     header = ["Q", "fastknn Index.search s", "GB/s", "fastknn search s", "GB/s", "FAISS search s",
               "FAISS add s", "Index x FAISS search", "search x FAISS add+search"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        lines.append("| " + " | ".join([
-            str(r["q"]), f"{r['fastknn_index_s'] * 1e3:.1f} ms", f"{r['index_GBps']:.1f}",
-            f"{r['fastknn_search_s'] * 1e3:.1f} ms", f"{r['search_GBps']:.1f}",
-            f"{r['faiss_search_s'] * 1e3:.1f} ms", f"{r['faiss_add_s'] * 1e3:.1f} ms",
-            f"{r['index_x_faiss']:.2f}", f"{r['search_x_faiss_add_search']:.2f}"]) + " |")
-    table = "\n".join(lines)
+    table = markdown_table(header, [[
+        str(r["q"]), f"{r['fastknn_index_s'] * 1e3:.1f} ms", f"{r['index_GBps']:.1f}",
+        f"{r['fastknn_search_s'] * 1e3:.1f} ms", f"{r['search_GBps']:.1f}",
+        f"{r['faiss_search_s'] * 1e3:.1f} ms", f"{r['faiss_add_s'] * 1e3:.1f} ms",
+        f"{r['index_x_faiss']:.2f}", f"{r['search_x_faiss_add_search']:.2f}"] for r in rows])
     commit = git_commit()
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d")
     info = (f"Small batches: Q queries x N = {n} random rows x D = {d} (uniform [0, 1), float32, "
             f"{db_bytes / 1e6:.0f} MB), L2, k = {k}, {args.threads} threads, median of "
             f"{args.repeats} interleaved rounds (FAISS: median of 3 searches per round). fastknn "
@@ -214,16 +223,9 @@ def small_batches(args, ours_env, peer_env):
             f"{copy:.1f} GB/s; GB/s columns: database bytes / time. fastknn search includes its "
             f"pass over the database; Index.search and FAISS search do not (Index built / "
             f"index.add run beforehand).")
-    print(info)
-    print(table)
-    os.makedirs(args.out, exist_ok=True)
-    base = os.path.join(args.out, f"{stamp}-{commit}-cpu-small-batch")
-    with open(base + ".json", "w") as f:
-        json.dump({"info": info, "context": context, "copy_bandwidth_GBps": copies, "rows": rows,
-                   "raw": {f"{w}/q{q}": v for (w, q), v in times.items()}}, f, indent=1)
-    with open(base + ".md", "w") as f:
-        f.write(info + "\n\n" + table + "\n")
-    print(f"wrote {base}.json and .md")
+    save_results(args.out, "cpu-small-batch", info, table, {
+        "context": context, "copy_bandwidth_GBps": copies, "rows": rows,
+        "raw": {f"{w}/q{q}": v for (w, q), v in times.items()}})
 
 
 def sweep(args, env, base):

@@ -66,9 +66,8 @@ Ranked reference_rank(RowMatrix const &x, RowMatrix const &q, std::size_t qi, Me
   for (Eigen::Index i = 0; i < v.size(); ++i)
     if (!(exclude_self && std::size_t(i) == qi))
       order.push_back(index_type(i));
-  std::stable_sort(order.begin(), order.end(), [&](index_type a, index_type b) {
-    return T(sign * v(a)) < T(sign * v(b));
-  });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](index_type a, index_type b) { return T(sign * v(a)) < T(sign * v(b)); });
   Ranked r;
   r.index = order;
   for (auto i : order)
@@ -85,6 +84,20 @@ std::vector<T> random_matrix(std::size_t rows, std::size_t cols, unsigned seed, 
   std::vector<T> m(rows * cols);
   for (auto &v : m)
     v = T(dist(gen));
+  return m;
+}
+
+/// Integer-valued rows: uniform in [lo, hi], or only the two values lo and hi.
+template <class T>
+std::vector<T> integer_matrix(std::size_t rows, std::size_t cols, unsigned seed, int lo, int hi,
+                              bool two_values = false)
+{
+  std::mt19937_64 gen(seed);
+  std::uniform_int_distribution<int> dist(lo, hi);
+  std::bernoulli_distribution coin;
+  std::vector<T> m(rows * cols);
+  for (auto &v : m)
+    v = T(two_values ? (coin(gen) ? hi : lo) : dist(gen));
   return m;
 }
 

@@ -7,7 +7,6 @@
 #include <catch2/catch_template_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
-#include <cmath>
 #include <limits>
 
 using namespace fastknn;
@@ -35,18 +34,6 @@ void check_same(
   INFO(c.first_problem);
   CHECK(c.bad_value == 0);
   CHECK(c.wrong_index == 0);
-}
-
-/// Integer-valued rows, uniform in [lo, hi].
-template <class T>
-std::vector<T> integers(std::size_t rows, std::size_t cols, unsigned seed, int lo, int hi)
-{
-  std::mt19937_64 gen(seed);
-  std::uniform_int_distribution<int> dist(lo, hi);
-  std::vector<T> m(rows * cols);
-  for (auto &v : m)
-    v = T(dist(gen));
-  return m;
 }
 
 } // namespace
@@ -95,28 +82,28 @@ TEMPLATE_LIST_TEST_CASE("Index: integer data, queries inside, below and beyond i
 {
   TestType space;
   std::size_t const n = 2500, d = 40;
-  auto const x = integers<float>(n, d, 91, 10, 200);
+  auto const x = integer_matrix<float>(n, d, 91, 10, 200);
   Index index(space, to_device(space, x, n, d));
   SearchOptions opt;
   SearchStats stats;
   opt.stats = &stats;
   // Inside: the integer path with the norms prepared by the index.
-  check_same(index, space, x, n, integers<float>(30, d, 92, 10, 200), 30, d, 9, opt);
+  check_same(index, space, x, n, integer_matrix<float>(30, d, 92, 10, 200), 30, d, 9, opt);
   bool const accelerated = backends::Int8Dot<TestType>::accelerated;
   CHECK(stats.integer_preselection == accelerated);
   // Reaching below the database's smallest value (still 256 values in all): the integer path
   // with norms relative to the queries' smallest value.
-  check_same(index, space, x, n, integers<float>(30, d, 93, 0, 200), 30, d, 9, opt);
+  check_same(index, space, x, n, integer_matrix<float>(30, d, 93, 0, 200), 30, d, 9, opt);
   CHECK(stats.integer_preselection == accelerated);
   // Beyond 256 values in all: the float path.
-  check_same(index, space, x, n, integers<float>(30, d, 94, -100, 300), 30, d, 9, opt);
+  check_same(index, space, x, n, integer_matrix<float>(30, d, 94, -100, 300), 30, d, 9, opt);
   CHECK_FALSE(stats.integer_preselection);
   // Integer path off for one search, on again for the next.
   opt.integer_preselection = false;
-  check_same(index, space, x, n, integers<float>(30, d, 95, 10, 200), 30, d, 9, opt);
+  check_same(index, space, x, n, integer_matrix<float>(30, d, 95, 10, 200), 30, d, 9, opt);
   CHECK_FALSE(stats.integer_preselection);
   opt.integer_preselection = true;
-  check_same(index, space, x, n, integers<float>(30, d, 96, 10, 200), 30, d, 9, opt);
+  check_same(index, space, x, n, integer_matrix<float>(30, d, 96, 10, 200), 30, d, 9, opt);
   CHECK(stats.integer_preselection == accelerated);
 }
 

@@ -19,20 +19,6 @@ using namespace fastknn::test;
 namespace
 {
 
-/// Integer-valued rows: uniform in [lo, hi], or only the two values lo and hi.
-template <class T>
-std::vector<T> integer_matrix(std::size_t rows, std::size_t cols, unsigned seed, int lo, int hi,
-                              bool two_values = false)
-{
-  std::mt19937_64 gen(seed);
-  std::uniform_int_distribution<int> dist(lo, hi);
-  std::bernoulli_distribution coin;
-  std::vector<T> m(rows * cols);
-  for (auto &v : m)
-    v = T(two_values ? (coin(gen) ? hi : lo) : dist(gen));
-  return m;
-}
-
 template <int MR, int NR, class Kernel>
 void check_micro_kernel(unsigned seed)
 {
