@@ -5,6 +5,7 @@
 
 #include "enabled_spaces.hpp"
 
+#include <fastknn/backends/compress.hpp>
 #include <fastknn/detail/heap.hpp>
 
 #include <catch2/catch_template_test_macros.hpp>
@@ -12,6 +13,8 @@
 #include <catch2/generators/catch_generators.hpp>
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -139,6 +142,7 @@ TEMPLATE_LIST_TEST_CASE("candidate selection and sort match std::sort by (value,
                                                                  {300, 37, 7},
                                                                  {2560, 1280, 40},
                                                                  {2560, 1024, 100000},
+                                                                 {2567, 1100, 100000},
                                                                  {4000, 1, 6},
                                                                  {1280, 1024, 2}}));
   for (unsigned seed = 1; seed <= 3; ++seed)
@@ -172,4 +176,106 @@ TEST_CASE("float pair keys order like pair_less", "[selection]")
           CAPTURE(a, b, ia, ib);
           REQUIRE((pair_key(a, ia) < pair_key(b, ib)) == pair_less(a, ia, b, ib));
         }
+}
+
+TEST_CASE("masked appends give the selected pairs in order", "[selection]")
+{
+  using Host = Kokkos::DefaultHostExecutionSpace;
+  std::mt19937_64 gen(7);
+  auto check = [&]<int NR>(std::uint64_t mask)
+  {
+    CAPTURE(NR, mask);
+    float s[NR];
+    for (int j = 0; j < NR; ++j)
+      s[j] = float(j) * 0.5f - 3.0f;
+    index_type const row0 = 1000;
+    // Room past the appended pairs: a vector version may not write there (checked below).
+    std::vector<float> val(NR + 16, -1.0f), ref_val;
+    std::vector<index_type> idx(NR + 16, -1), ref_idx;
+    for (int j = 0; j < NR; ++j)
+      if ((mask >> j) & 1)
+      {
+        ref_val.push_back(s[j]);
+        ref_idx.push_back(row0 + j);
+      }
+    int const c =
+        fastknn::backends::MaskedAppend<Host>::append<NR>(mask, s, row0, val.data(), idx.data());
+    REQUIRE(c == int(ref_val.size()));
+    for (int j = 0; j < c; ++j)
+    {
+      REQUIRE(val[std::size_t(j)] == ref_val[std::size_t(j)]);
+      REQUIRE(idx[std::size_t(j)] == ref_idx[std::size_t(j)]);
+    }
+    for (std::size_t j = std::size_t(c); j < val.size(); ++j)
+    {
+      REQUIRE(val[j] == -1.0f);
+      REQUIRE(idx[j] == -1);
+    }
+  };
+  for (std::uint64_t mask : {std::uint64_t(0), ~std::uint64_t(0), std::uint64_t(1),
+                             std::uint64_t(1) << 31, std::uint64_t(0x8000'0000'0001)})
+  {
+    check.operator()<32>(mask & 0xffff'ffffu);
+    check.operator()<64>(mask);
+  }
+  for (int rep = 0; rep < 200; ++rep)
+  {
+    std::uint64_t const mask = gen() & gen(); // about a quarter of the bits
+    check.operator()<32>(mask & 0xffff'ffffu);
+    check.operator()<64>(mask);
+  }
+}
+
+TEST_CASE("the bucket split keeps the pairs below the cut in order", "[selection]")
+{
+  for (int count : {0, 1, 15, 16, 17, 100, 2567})
+    for (int shift : {0, 4, 20})
+    {
+      CAPTURE(count, shift);
+      auto const in = tied_pairs<float>(count, 200, unsigned(count + shift));
+      std::uint32_t lo = ~0u;
+      for (float v : in.val)
+        lo = std::min(lo, fastknn::detail::monotone_bits(v));
+      std::uint32_t const cut =
+          count > 0 ? (fastknn::detail::monotone_bits(in.val[0]) - lo) >> shift : 0;
+      std::vector<float> kept_val, aside_val;
+      std::vector<index_type> kept_idx, aside_idx;
+      for (int j = 0; j < count; ++j)
+      {
+        std::uint32_t const b =
+            (fastknn::detail::monotone_bits(in.val[std::size_t(j)]) - lo) >> shift;
+        if (b < cut)
+        {
+          kept_val.push_back(in.val[std::size_t(j)]);
+          kept_idx.push_back(in.idx[std::size_t(j)]);
+        }
+        else if (b == cut)
+        {
+          aside_val.push_back(in.val[std::size_t(j)]);
+          aside_idx.push_back(in.idx[std::size_t(j)]);
+        }
+      }
+      auto val = in.val;
+      auto idx = in.idx;
+      std::vector<float> av(static_cast<std::size_t>(count));
+      std::vector<index_type> ai(static_cast<std::size_t>(count));
+      int a = -1;
+      int const w = fastknn::backends::split_by_bucket(val.data(), idx.data(), count, lo, shift,
+                                                       cut, av.data(), ai.data(), a);
+      REQUIRE(w == int(kept_val.size()));
+      REQUIRE(a == int(aside_val.size()));
+      for (int j = 0; j < w; ++j)
+      {
+        // Bit patterns: -0 and +0 are different pairs here.
+        REQUIRE(std::bit_cast<std::uint32_t>(val[std::size_t(j)]) ==
+                std::bit_cast<std::uint32_t>(kept_val[std::size_t(j)]));
+        REQUIRE(idx[std::size_t(j)] == kept_idx[std::size_t(j)]);
+      }
+      for (int j = 0; j < a; ++j)
+      {
+        REQUIRE(std::bit_cast<std::uint32_t>(av[std::size_t(j)]) ==
+                std::bit_cast<std::uint32_t>(aside_val[std::size_t(j)]));
+        REQUIRE(ai[std::size_t(j)] == aside_idx[std::size_t(j)]);
+      }
+    }
 }

@@ -21,6 +21,7 @@
 #include <type_traits>
 #include <vector>
 
+#include <fastknn/backends/compress.hpp>
 #include <fastknn/backends/int8_dot.hpp>
 #include <fastknn/backends/tile_traits.hpp>
 #include <fastknn/detail/heap.hpp>
@@ -305,7 +306,23 @@ struct CandidateBuffer
   {
     val[count] = score;
     idx[count] = index;
-    if (++count == candidate_buffer_factor * kept)
+    ++count;
+    cut_if_full();
+  }
+
+  /// Appends the scores s[j] (rows row0 + j) that `mask` selects, all at once: the buffer may
+  /// pass its capacity by up to NR - 1 pairs before the cut (its spare slots hold them).
+  template <class ExecSpace, int NR>
+  KOKKOS_INLINE_FUNCTION void offer_masked(std::uint64_t mask, T const (&s)[NR], index_type row0)
+  {
+    count += backends::MaskedAppend<ExecSpace>::template append<NR>(mask, s, row0, val + count,
+                                                                    idx + count);
+    cut_if_full();
+  }
+
+  KOKKOS_INLINE_FUNCTION void cut_if_full()
+  {
+    if (count >= candidate_buffer_factor * kept)
     {
       keep_smallest(val, idx, count, kept);
       count = kept;
@@ -576,13 +593,9 @@ struct ChunkKernel
         if (row0 + NR > n) // padding rows past the end
           mask &= (std::uint64_t(1) << (n - row0)) - 1;
         std::size_t const qg = q0 + std::size_t(bi) * MR + i;
-        while (mask != 0)
-        {
-          int const j = backends::lowest_set_bit(mask);
-          mask &= mask - 1;
-          if (s[j] < buf[i].threshold && !(exclude_self && row0 + j == qg))
-            buf[i].offer(s[j], static_cast<index_type>(row0 + j));
-        }
+        if (exclude_self && qg >= row0 && qg < row0 + NR)
+          mask &= ~(std::uint64_t(1) << (qg - row0));
+        buf[i].template offer_masked<ExecSpace>(mask, s, static_cast<index_type>(row0));
       }
     }
     for (int i = 0; i < MR; ++i)
@@ -717,8 +730,15 @@ struct FinalizeKernel
     // key is at most key_of(kth + err), and a pad candidate whose exact value is certainly
     // above that key cannot enter the top k (most of a large k's pad; each skip saves reading a
     // database row).
+    // Exact scores stay as they are: sorted now (the buffer's second half is the workspace),
+    // they need no selection or sort in Finish. Others are re-scored, so only partitioned.
     if (kept > k && count >= kept)
-      select_smallest(hv, hi, kept, k);
+    {
+      if (exact_scores)
+        sort_pairs(hv, hi, kept, hv + kept, hi + kept);
+      else
+        select_smallest(hv, hi, kept, k);
+    }
     T kth = hv[0];
     for (int j = 1; j < k; ++j)
       kth = hv[j] > kth ? hv[j] : kth;
@@ -753,6 +773,19 @@ struct FinalizeKernel
     marked_count(ql) = marks;
   }
 
+  /// Whether the buffer's first k pairs are its k best in ascending order (as Prepare leaves
+  /// exact scores that needed no re-scoring): one pass without branches on the data.
+  KOKKOS_FUNCTION bool leads_in_order(T const *hv, index_type const *hi) const
+  {
+    bool ordered = true;
+    for (int j = 1; j < kept; ++j)
+    {
+      int const before = j < k ? j - 1 : k - 1;
+      ordered &= pair_less(hv[before], hi[before], hv[j], hi[j]);
+    }
+    return ordered;
+  }
+
   KOKKOS_FUNCTION void operator()(Finish, std::size_t ql) const
   {
     std::size_t const qg = q0 + ql;
@@ -762,9 +795,12 @@ struct FinalizeKernel
     // Only the k best need an order; the buffer's second half (free since the cut to `kept`)
     // is the sort's workspace.
     static_assert(candidate_buffer_factor >= 2);
-    if (kept > k)
-      keep_smallest(hv, hi, kept, k);
-    sort_pairs(hv, hi, k, hv + kept, hi + kept);
+    if (!leads_in_order(hv, hi))
+    {
+      if (kept > k)
+        keep_smallest(hv, hi, kept, k);
+      sort_pairs(hv, hi, k, hv + kept, hi + kept);
+    }
     double const largest = a_kept(ql);
     bool const proven = std::size_t(kept) >= n_eligible ||
                         largest - bound(qg, largest) > exact_above_key<M>(hv[k - 1]);
@@ -1014,9 +1050,9 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
   int const segs = plan.segments;
   std::size_t const buffers = plan.query_tile * std::size_t(segs);
   Kokkos::View<T **, Kokkos::LayoutRight, MS> cand_val(alloc("fastknn::search::candidate_values"),
-                                                       buffers, candidate_buffer_factor * kept);
+                                                       buffers, candidate_buffer_width(kept));
   Kokkos::View<index_type **, Kokkos::LayoutRight, MS> cand_idx(
-      alloc("fastknn::search::candidate_indices"), buffers, candidate_buffer_factor * kept);
+      alloc("fastknn::search::candidate_indices"), buffers, candidate_buffer_width(kept));
   Kokkos::View<int *, MS> cand_count(alloc("fastknn::search::candidate_count"), buffers);
   Kokkos::View<T *, MS> cand_threshold(alloc("fastknn::search::candidate_threshold"), buffers);
   Kokkos::View<int *, MS> redo(Kokkos::view_alloc(space, "fastknn::search::redo"), plan.query_tile);

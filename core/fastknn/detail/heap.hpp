@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include <fastknn/backends/compress.hpp>
 #include <fastknn/options.hpp>
 
 namespace fastknn::detail
@@ -224,9 +225,10 @@ KOKKOS_INLINE_FUNCTION void select_smallest(T *val, index_type *idx, int count, 
 
 /// Like select_smallest, but what is left in [m, count) is unspecified (the buffer cuts discard
 /// it). Float pairs: a histogram of the value bits over their spread locates the bucket holding
-/// the m-th value; one compacting pass keeps the buckets below it and sets that bucket's pairs
-/// aside, which a small select then finishes. Every pass is read-only or writes behind its
-/// reads, unlike a partition's swaps, whose store-to-load chains bound the quickselect.
+/// the m-th value; one compacting pass (backends::split_by_bucket: 16 pairs at a time where the
+/// CPU can compress vectors) keeps the buckets below it and sets that bucket's pairs aside,
+/// which a small select then finishes. Every pass is read-only or writes behind its reads,
+/// unlike a partition's swaps, whose store-to-load chains bound the quickselect.
 template <class T>
 KOKKOS_INLINE_FUNCTION void keep_smallest(T *val, index_type *idx, int count, int m)
 {
@@ -255,24 +257,9 @@ KOKKOS_INLINE_FUNCTION void keep_smallest(T *val, index_type *idx, int count, in
       {
         T aside_val[aside_max];
         index_type aside_idx[aside_max];
-        int w = 0, a = 0;
-        std::uint32_t const bu = std::uint32_t(b);
-        for (int j = 0; j < count; ++j)
-        {
-          T const v = val[j];
-          index_type const i = idx[j];
-          std::uint32_t const bj = (monotone_bits(v) - lo) >> shift;
-          val[w] = v; // w <= j: writes stay behind the reads
-          idx[w] = i;
-          w += int((bj - bu) >> 31); // bj < bu (both < 2^31) without a branch: half the
-                                     // pairs stay, so a branch would miss half the time
-          if (bj == bu)
-          {
-            aside_val[a] = v;
-            aside_idx[a] = i;
-            ++a;
-          }
-        }
+        int a = 0;
+        backends::split_by_bucket(val, idx, count, lo, shift, std::uint32_t(b), aside_val,
+                                  aside_idx, a);
         for (int j = 0; j < a; ++j)
         {
           val[below + j] = aside_val[j];
@@ -286,60 +273,86 @@ KOKKOS_INLINE_FUNCTION void keep_smallest(T *val, index_type *idx, int count, in
   select_smallest(val, idx, count, m);
 }
 
+/// sort_pairs' radix sort of float values (stable, ties left in input order), over the value
+/// bits' offsets from the smallest, one byte per pass: only as many bytes as the spread needs
+/// are counted (a byte that all pairs share would cost a serial chain of count updates), and
+/// passes over a byte that all pairs share are skipped.
+/// The sorted pairs end in `val`/`idx` or in the workspace; `sv`/`si` say which.
+KOKKOS_INLINE_FUNCTION void radix_sort_values(float *val, index_type *idx, int m, float *tval,
+                                              index_type *tidx, float *&sv, index_type *&si)
+{
+  constexpr int max_digits = 4, radix = 256;
+  std::uint32_t lo = ~0u, hi = 0;
+  for (int j = 0; j < m; ++j)
+  {
+    std::uint32_t const u = monotone_bits(val[j]);
+    lo = u < lo ? u : lo;
+    hi = u > hi ? u : hi;
+  }
+  int digits = 0;
+  while (digits < max_digits && ((hi - lo) >> (8 * digits)) != 0)
+    ++digits;
+  int count[max_digits][radix] = {};
+  for (int j = 0; j < m; ++j)
+  {
+    std::uint32_t const u = monotone_bits(val[j]) - lo;
+    for (int p = 0; p < digits; ++p)
+      ++count[p][(u >> (8 * p)) & (radix - 1)];
+  }
+  std::uint32_t const u0 = monotone_bits(val[0]) - lo;
+  float *dv = tval;
+  index_type *di = tidx;
+  sv = val;
+  si = idx;
+  for (int p = 0; p < digits; ++p)
+  {
+    int const shift = 8 * p;
+    if (count[p][(u0 >> shift) & (radix - 1)] == m)
+      continue; // every value has this byte (e.g. the low bytes of coarse values)
+    int offset = 0;
+    for (int r = 0; r < radix; ++r)
+    {
+      int const c = count[p][r];
+      count[p][r] = offset;
+      offset += c;
+    }
+    for (int j = 0; j < m; ++j)
+    {
+      int const o = count[p][((monotone_bits(sv[j]) - lo) >> shift) & (radix - 1)]++;
+      dv[o] = sv[j];
+      di[o] = si[j];
+    }
+    float *const tv = sv;
+    sv = dv;
+    dv = tv;
+    index_type *const ti = si;
+    si = di;
+    di = ti;
+  }
+}
+
 /// Sorts m (value, index) pairs ascending; `tval`/`tidx` are m pairs of workspace. Float pairs
-/// go through a radix sort of the values (byte passes whose byte is the same for all pairs are
-/// skipped; distances in a narrow range need two or three) and an insertion pass that orders
-/// equal values by index, which moves a pair only within its run of equal values. Others go
-/// through a heap sort (no workspace).
+/// go through radix_sort_values (unless a few) and an insertion pass that orders equal values
+/// by index, which moves a pair only within its run of equal values (a few pairs: the insertion
+/// pass alone). Others go through a heap sort (no workspace).
 template <class T>
 KOKKOS_INLINE_FUNCTION void sort_pairs(T *val, index_type *idx, int m, T *tval, index_type *tidx)
 {
   if constexpr (packs_into_key<T>)
   {
-    if (m < 2)
-      return;
-    constexpr int digits = 4, radix = 256;
-    int count[digits][radix] = {};
-    for (int j = 0; j < m; ++j)
+    constexpr int few = 48; // the radix passes' fixed cost (histograms) would dominate
+    if (m > few)
     {
-      std::uint32_t const u = monotone_bits(val[j]);
-      for (int p = 0; p < digits; ++p)
-        ++count[p][(u >> (8 * p)) & (radix - 1)];
+      T *sv;
+      index_type *si;
+      radix_sort_values(val, idx, m, tval, tidx, sv, si);
+      if (sv != val)
+        for (int j = 0; j < m; ++j)
+        {
+          val[j] = sv[j];
+          idx[j] = si[j];
+        }
     }
-    std::uint32_t const u0 = monotone_bits(val[0]);
-    T *sv = val, *dv = tval;
-    index_type *si = idx, *di = tidx;
-    for (int p = 0; p < digits; ++p)
-    {
-      int const shift = 8 * p;
-      if (count[p][(u0 >> shift) & (radix - 1)] == m)
-        continue; // every value has this byte
-      int offset = 0;
-      for (int r = 0; r < radix; ++r)
-      {
-        int const c = count[p][r];
-        count[p][r] = offset;
-        offset += c;
-      }
-      for (int j = 0; j < m; ++j)
-      {
-        int const o = count[p][(monotone_bits(sv[j]) >> shift) & (radix - 1)]++;
-        dv[o] = sv[j];
-        di[o] = si[j];
-      }
-      T *const tv = sv;
-      sv = dv;
-      dv = tv;
-      index_type *const ti = si;
-      si = di;
-      di = ti;
-    }
-    if (sv != val)
-      for (int j = 0; j < m; ++j)
-      {
-        val[j] = sv[j];
-        idx[j] = si[j];
-      }
     for (int j = 1; j < m; ++j)
     {
       std::uint64_t const kj = pair_key(val[j], idx[j]);

@@ -43,6 +43,13 @@ inline int candidate_pad(int k)
 /// kept best, so each cut costs O(capacity) and comes every (factor - 1) x kept appends.
 inline constexpr int candidate_buffer_factor = 2;
 
+/// Slots of a query's candidate buffer: the capacity, plus room for a masked append of a whole
+/// register-block row (at most 64 pairs) that passes it before the cut.
+inline std::size_t candidate_buffer_width(int kept)
+{
+  return std::size_t(candidate_buffer_factor) * std::size_t(kept) + 64;
+}
+
 /// Everything the search needs to know about sizes, decided once on the host.
 struct Plan
 {
@@ -129,8 +136,7 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
   // Per query: packed copy, norm, threshold and count, a buffer of factor x kept candidates,
   // the re-scoring's slots and list entries, its count and the largest kept score.
   std::size_t const per_query = row_bytes + 2 * value_size + sizeof(int) +
-                                std::size_t(candidate_buffer_factor) * std::size_t(p.kept) *
-                                    (value_size + sizeof(index_type)) +
+                                candidate_buffer_width(p.kept) * (value_size + sizeof(index_type)) +
                                 2 * std::size_t(p.kept) * sizeof(int) + sizeof(int) +
                                 sizeof(double);
   // Re-scoring by database row pays once a tile's candidates are many next to the rows (each
@@ -175,8 +181,7 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
   // execution space is busy (and, when streaming, the queries are reused from cache).
   std::size_t const blocks = p.query_tile / mr;
   std::size_t const per_segment =
-      p.query_tile * (std::size_t(candidate_buffer_factor) * std::size_t(p.kept) *
-                          (value_size + sizeof(index_type)) +
+      p.query_tile * (candidate_buffer_width(p.kept) * (value_size + sizeof(index_type)) +
                       value_size + sizeof(int));
   std::size_t const chunks_total = (n + p.chunk - 1) / p.chunk;
   // Streaming pays when the queries are few enough to be swept against each chunk from cache;
