@@ -139,8 +139,8 @@ KOKKOS_INLINE_FUNCTION int split_by_bucket(float *val, std::int32_t *idx, int co
     std::uint32_t const bj = (u - lo) >> shift;
     val[w] = v; // w <= j: writes stay behind the reads
     idx[w] = i;
-    w += int((bj - cut) >> 31); // bj < cut (both < 2^31) without a branch: half the
-                                // pairs stay, so a branch would miss half the time
+    w += bj < cut ? 1 : 0; // a flag, not a branch: half the pairs stay, so a branch would
+                           // miss half the time
     if (bj == cut)
     {
       aside_val[a] = v;
