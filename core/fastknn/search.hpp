@@ -377,6 +377,12 @@ struct ChunkKernel
   {
     char const *at = nullptr;
     std::size_t bytes = 0;
+    /// Part i of `parts` (nearly) equal parts.
+    KOKKOS_INLINE_FUNCTION Ahead part(std::size_t i, std::size_t parts) const
+    {
+      std::size_t const from = bytes * i / parts;
+      return {at + from, bytes * (i + 1) / parts - from};
+    }
   };
 
   KOKKOS_INLINE_FUNCTION CandidateBuffer<T> load(std::size_t b) const
@@ -478,11 +484,7 @@ struct ChunkKernel
         next.bytes = rows1 * d_real * sizeof(typename XV::value_type);
       }
       for (int bi = 0; bi < blocks; ++bi)
-      {
-        std::size_t const from = next.bytes * std::size_t(bi) / std::size_t(blocks);
-        block(team, bi, seg, c0, rows, xs, scores,
-              {next.at + from, next.bytes * std::size_t(bi + 1) / std::size_t(blocks) - from});
-      }
+        block(team, bi, seg, c0, rows, xs, scores, next.part(std::size_t(bi), std::size_t(blocks)));
     }
   }
 
@@ -588,9 +590,8 @@ struct ChunkKernel
     {
       if (ahead.bytes > 0)
       {
-        std::size_t const from = ahead.bytes * std::size_t(pj) / std::size_t(panels);
-        backends::prefetch_row(ahead.at + from,
-                               ahead.bytes * std::size_t(pj + 1) / std::size_t(panels) - from);
+        Ahead const mine = ahead.part(std::size_t(pj), std::size_t(panels));
+        backends::prefetch_row(mine.at, mine.bytes);
       }
       Acc acc[MR][NR] = {};
       P::template accumulate<M, ExecSpace, MR, NR>(a, xs + std::size_t(pj) * dp * NR, 0, dp, acc);
@@ -825,7 +826,7 @@ struct FinalizeKernel
     // Only the k best need an order; the buffer's second half (free since the cut to `kept`)
     // is the sort's workspace.
     static_assert(candidate_buffer_factor >= 2);
-    if (!leads_in_order(hv, hi))
+    if (!(exact_scores && leads_in_order(hv, hi)))
     {
       if (kept > k)
         keep_smallest(hv, hi, kept, k);

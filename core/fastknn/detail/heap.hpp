@@ -223,6 +223,20 @@ KOKKOS_INLINE_FUNCTION void select_smallest(T *val, index_type *idx, int count, 
   }
 }
 
+/// The smallest and largest monotone_bits of count float values.
+KOKKOS_INLINE_FUNCTION void monotone_range(float const *val, int count, std::uint32_t &lo,
+                                           std::uint32_t &hi)
+{
+  lo = ~0u;
+  hi = 0;
+  for (int j = 0; j < count; ++j)
+  {
+    std::uint32_t const u = monotone_bits(val[j]);
+    lo = u < lo ? u : lo;
+    hi = u > hi ? u : hi;
+  }
+}
+
 /// Like select_smallest, but what is left in [m, count) is unspecified (the buffer cuts discard
 /// it). Float pairs: a histogram of the value bits over their spread locates the bucket holding
 /// the m-th value; one compacting pass (backends::split_by_bucket: 16 pairs at a time where the
@@ -237,13 +251,8 @@ KOKKOS_INLINE_FUNCTION void keep_smallest(T *val, index_type *idx, int count, in
   {
     if (count >= 256 && m < count)
     {
-      std::uint32_t lo = ~0u, hi = 0;
-      for (int j = 0; j < count; ++j)
-      {
-        std::uint32_t const u = monotone_bits(val[j]);
-        lo = u < lo ? u : lo;
-        hi = u > hi ? u : hi;
-      }
+      std::uint32_t lo, hi;
+      monotone_range(val, count, lo, hi);
       int shift = 0;
       while (((hi - lo) >> shift) >= std::uint32_t(buckets))
         ++shift;
@@ -282,13 +291,8 @@ KOKKOS_INLINE_FUNCTION void radix_sort_values(float *val, index_type *idx, int m
                                               index_type *tidx, float *&sv, index_type *&si)
 {
   constexpr int max_digits = 4, radix = 256;
-  std::uint32_t lo = ~0u, hi = 0;
-  for (int j = 0; j < m; ++j)
-  {
-    std::uint32_t const u = monotone_bits(val[j]);
-    lo = u < lo ? u : lo;
-    hi = u > hi ? u : hi;
-  }
+  std::uint32_t lo, hi;
+  monotone_range(val, m, lo, hi);
   int digits = 0;
   while (digits < max_digits && ((hi - lo) >> (8 * digits)) != 0)
     ++digits;
