@@ -130,6 +130,24 @@ double measure_fma_peak()
 
 double fma_peak_gflops = 0;
 
+/// A "Vm...:" field of /proc/self/status in KiB, or -1 (not Linux).
+long status_kib(char const *field)
+{
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(field, 0) == 0)
+      return std::stol(line.substr(std::strlen(field)));
+  return -1;
+}
+
+/// Resets the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux: clear_refs "5").
+bool reset_peak_rss()
+{
+  std::ofstream f("/proc/self/clear_refs");
+  return f && (f << "5") && f.flush();
+}
+
 /// Times fastknn::search, or with `index` its prepared search (the index built beforehand, as
 /// FAISS's peers build theirs outside the timed search).
 void run(benchmark::State &state, Matrix const &db, Matrix const &queries, int k,
@@ -144,6 +162,10 @@ void run(benchmark::State &state, Matrix const &db, Matrix const &queries, int k
   opt.stats = &stats;
   double const flops =
       2.0 * double(queries.extent(0)) * double(db.extent(0)) * double(db.extent(1));
+  // Host memory the searches add at their peak, against what they may add: the outputs and the
+  // plan's workspace (the inputs exist before).
+  bool const peak_known = reset_peak_rss();
+  long const rss_before = status_kib("VmRSS:");
   for (auto _ : state)
   {
     space.fence();
@@ -159,6 +181,15 @@ void run(benchmark::State &state, Matrix const &db, Matrix const &queries, int k
       benchmark::Counter(double(queries.extent(0)), benchmark::Counter::kIsIterationInvariantRate);
   state.counters["GFLOPs"] =
       benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  long const peak = status_kib("VmHWM:");
+  if (peak_known && rss_before >= 0 && peak >= 0)
+  {
+    state.counters["peak_rss_added_MiB"] = double(peak - rss_before) / 1024;
+    state.counters["outputs_plus_workspace_MiB"] =
+        (double(queries.extent(0)) * k * double(sizeof(float) + sizeof(fastknn::index_type)) +
+         double(stats.workspace_bytes)) /
+        double(1 << 20);
+  }
   state.counters["exact_fallbacks"] = double(stats.exact_fallbacks);
   state.counters["integer_preselection"] = stats.integer_preselection ? 1 : 0;
   state.counters["database_GBps"] =
