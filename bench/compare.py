@@ -86,6 +86,10 @@ def main():
     ap.add_argument("--small", action="store_true",
                     help="instead: small batches (Q = 1, 16) against 10^6 x 128 random rows, "
                          "fastknn search and Index.search against FAISS, in GB/s of database read")
+    ap.add_argument("--standardised", action="store_true",
+                    help="instead: Fashion-MNIST standardised per pixel (non-integer data, so the "
+                         "float path), L2 and cosine, against FAISS IndexFlatL2 / IndexFlatIP on "
+                         "the same standardised (and, for cosine, normalised) data")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = ap.parse_args()
     ks = args.k or [1, 10, 100]
@@ -97,6 +101,8 @@ def main():
     peer_env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     if args.small:
         return small_batches(args, ours_env, peer_env)
+    if args.standardised:
+        return standardised(args, ks, ours_env, peer_env)
     # Both pre-selections: the default (exact integer path for these 8-bit pixels where the
     # backend has one) and the float path forced.
     pattern = f"fashion_mnist_l2sq(_floatpath)?/q:{args.q}/k:({'|'.join(map(str, ks))})/"
@@ -156,9 +162,8 @@ def main():
             f"fastknn {context.get('fastknn_version')} ({context.get('backend')}, Kokkos "
             f"{context.get('kokkos_version')}) at commit {commit}; measured FMA peak "
             f"{peak:.1f} GFLOP/s; copy bandwidth {context.get('copy_bandwidth_GBps')} GB/s; "
-            f"host {context.get('host_name')}, {context.get('num_cpus')} CPUs at "
-            f"{context.get('mhz_per_cpu')} MHz; peers' BLAS: {peer_meta.get('blas_kernel')}.")
-    base = save_results(args.out, "cpu-fashion", info, table, {
+            f"{machine_line(context)}; peers' BLAS: {peer_meta.get('blas_kernel')}.")
+    base = save_results(args.out, f"cpu-{context.get('isa')}-fashion", info, table, {
         "context": context, "rows": rows,
         "raw": {f"{s}/k{k}": v for (s, k), v in times.items()},
         "peers": {k: peer_meta[k] for k in ("blas", "blas_kernel", "openblas_env", "machine")
@@ -166,6 +171,69 @@ def main():
 
     if args.sweep:
         sweep(args, ours_env, base)
+
+
+def machine_line(context):
+    """The CPU class and the kernels that ran, for every results header."""
+    return (f"kernels: {context.get('isa')} register block {context.get('register_block')}; "
+            f"host {context.get('host_name')}, {context.get('num_cpus')} CPUs at "
+            f"{context.get('mhz_per_cpu')} MHz")
+
+
+def standardised(args, ks, ours_env, peer_env):
+    """Fashion-MNIST standardised per pixel (StandardScaler: real non-integer data), L2 and
+    cosine: fastknn (float path) against FAISS on the same data, interleaved rounds, medians,
+    with the re-scored candidates per query and the exact fallbacks that explain a slow k."""
+    metrics = {"l2sq": "l2", "cosine": "cosine"}
+    pattern = f"fashion_mnist_std_(l2sq|cosine)/q:{args.q}/k:({'|'.join(map(str, ks))})/"
+    path = os.path.join(ROOT, "bench", "results", "tmp", "peers-std.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    times, stats, context = {}, {}, None
+    for rep in range(args.repeats):
+        context, res = run_fastknn(args.bench, pattern, args.threads, ours_env)
+        for name, b in res.items():
+            m = name.split("fashion_mnist_std_")[1].split("/")[0]
+            k = int(name.split("/k:")[1].split("/")[0])
+            times.setdefault(("fastknn", m, k), []).append(b["real_time"] / 1e3)
+            stats[(m, k)] = (b.get("rescored_per_query", float("nan")), b.get("exact_fallbacks", 0))
+        for m, pm in metrics.items():
+            cmd = [sys.executable, os.path.join(HERE, "peers", "peers.py"), "--dataset",
+                   "fashion-mnist", "--standardise", "--metric", pm, "--threads",
+                   str(args.threads), "--repeats", "1", "--limit-test", str(args.q),
+                   "--peer", "faiss-flat", "--json", path]
+            for k in ks:
+                cmd += ["--k", str(k)]
+            subprocess.run(cmd, check=True, capture_output=True, text=True, env=peer_env)
+            with open(path) as f:
+                for r in json.load(f)["results"]:
+                    times.setdefault(("faiss", m, r["k"]), []).append(r["median_s"])
+        print(f"round {rep + 1}/{args.repeats} done", file=sys.stderr)
+    flops = 2.0 * args.q * 60000 * 784
+    peak = float(context.get("fma_peak_gflops", "nan"))
+    rows = []
+    for m in metrics:
+        for k in ks:
+            ours = statistics.median(times[("fastknn", m, k)])
+            faiss = statistics.median(times[("faiss", m, k)])
+            rows.append({"metric": m, "k": k, "fastknn_s": ours, "faiss_s": faiss,
+                         "speedup_vs_faiss": faiss / ours,
+                         "peak_fraction": flops / ours / 1e9 / peak,
+                         "rescored_per_query": stats[(m, k)][0],
+                         "exact_fallbacks": stats[(m, k)][1]})
+    header = ["metric", "k", "fastknn s", "% of FMA peak", "FAISS s", "x vs FAISS",
+              "re-scored / query", "exact fallbacks"]
+    table = markdown_table(header, [[
+        r["metric"], str(r["k"]), f"{r['fastknn_s']:.3f}", f"{100 * r['peak_fraction']:.1f}",
+        f"{r['faiss_s']:.3f}", f"{r['speedup_vs_faiss']:.2f}", f"{r['rescored_per_query']:.1f}",
+        f"{r['exact_fallbacks']:.0f}"] for r in rows])
+    info = (f"Fashion-MNIST standardised per pixel (StandardScaler), Q = {args.q} x N = 60000 x "
+            f"D = 784, float32, {args.threads} threads, median of {args.repeats} interleaved "
+            f"rounds; FAISS IndexFlatL2 (l2sq) / IndexFlatIP on normalised rows (cosine). "
+            f"fastknn {context.get('fastknn_version')} at commit {git_commit()}; measured FMA "
+            f"peak {peak:.1f} GFLOP/s; {machine_line(context)}.")
+    save_results(args.out, f"cpu-{context.get('isa')}-fashion-std", info, table, {
+        "context": context, "rows": rows,
+        "raw": {f"{s}/{m}/k{k}": v for (s, m, k), v in times.items()}})
 
 
 def small_batches(args, ours_env, peer_env):

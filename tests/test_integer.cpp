@@ -22,15 +22,19 @@ namespace
 template <int MR, int NR, class Kernel>
 void check_micro_kernel(unsigned seed)
 {
-  std::size_t const groups = 53;
+  // The kernel's own storage: bytes in groups of four (generic, VNNI) or 16-bit pairs (AVX2).
+  using A = typename Kernel::q_type;
+  using B = typename Kernel::x_type;
+  constexpr int G = Kernel::group;
+  std::size_t const groups = 53 * 4 / G;
   std::mt19937 gen(seed);
   std::uniform_int_distribution<int> ua(0, 255), sb(-128, 127);
-  std::vector<std::uint8_t> a(groups * MR * 4);
-  std::vector<std::int8_t> b(groups * NR * 4);
+  std::vector<A> a(groups * MR * G);
+  std::vector<B> b(groups * NR * G);
   for (auto &v : a)
-    v = std::uint8_t(ua(gen));
+    v = A(ua(gen));
   for (auto &v : b)
-    v = std::int8_t(sb(gen));
+    v = B(sb(gen));
   // The extremes, whose products are the largest in magnitude.
   a[0] = 255;
   b[0] = -128;
@@ -46,8 +50,8 @@ void check_micro_kernel(unsigned seed)
       {
         long long expect = i - j;
         for (std::size_t g = g0; g < groups; ++g)
-          for (int t = 0; t < 4; ++t)
-            expect += (long long)a[(g * MR + i) * 4 + t] * (long long)b[(g * NR + j) * 4 + t];
+          for (int t = 0; t < G; ++t)
+            expect += (long long)a[(g * MR + i) * G + t] * (long long)b[(g * NR + j) * G + t];
         INFO("MR=" << MR << " NR=" << NR << " g0=" << g0 << " i=" << i << " j=" << j);
         REQUIRE(acc[i][j] == expect);
       }
@@ -64,7 +68,9 @@ TEST_CASE("byte micro-kernels give exact sums", "[integer]")
   using Host = Kokkos::DefaultHostExecutionSpace;
   check_micro_kernel<12, 32, backends::Int8Dot<Host>>(1);
   check_micro_kernel<4, 16, backends::Int8Dot<Host>>(2);
+  check_micro_kernel<6, 16, backends::Int8Dot<Host>>(5); // the AVX2 block
   check_micro_kernel<4, 8, backends::Int8Dot<Host>>(3); // NR not a multiple of 16: generic code
+  check_micro_kernel<3, 4, backends::Int8Dot<Host>>(6); // NR not a multiple of 8 either
   check_micro_kernel<12, 32, backends::Int8Dot<void>>(4);
 }
 

@@ -83,6 +83,12 @@ struct SearchStats
   bool integer_preselection = false; ///< the exact 8-bit integer pre-selection was used
   int segments = 1;      ///< database runs scanned in parallel for each query block (small batches)
   bool streamed = false; ///< few queries: the database was packed chunk by chunk in team scratch
+  /// Candidates re-scored exactly (in double, by direct differences) over all queries.
+  std::size_t rescored = 0;
+  /// The kernels' register block (queries x database rows) and the instruction set they were
+  /// shaped for ("avx512", "avx2", "generic", "cuda").
+  int query_block = 0, database_block = 0;
+  char const *isa = "";
 };
 
 /// Options of fastknn::search. The defaults suit most uses.

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include <fastknn/backends/compress.hpp>
+#include <fastknn/backends/float_dot.hpp>
 #include <fastknn/backends/int8_dot.hpp>
 #include <fastknn/backends/tile_traits.hpp>
 #include <fastknn/detail/heap.hpp>
@@ -210,30 +211,6 @@ struct ByteShift
   }
 };
 
-/// Adds the register block's contribution of coordinates [k0, k1) of one query block (a) and
-/// one database panel (b): dot products, or |differences| for L1.
-template <Metric M, int MR, int NR, class T>
-KOKKOS_FORCEINLINE_FUNCTION void accumulate(T const *a, T const *b, std::size_t k0, std::size_t k1,
-                                            T (&acc)[MR][NR])
-{
-  for (std::size_t p = k0; p < k1; ++p)
-  {
-    T const *ap = a + p * MR;
-    T const *bp = b + p * NR;
-    for (int i = 0; i < MR; ++i)
-    {
-      T const ai = ap[i];
-      for (int j = 0; j < NR; ++j)
-      {
-        if constexpr (uses_dot(M))
-          acc[i][j] += ai * bp[j];
-        else
-          acc[i][j] += Kokkos::fabs(ai - bp[j]);
-      }
-    }
-  }
-}
-
 /// How the pre-selection computes its scores: in T from centred values (every metric), ...
 template <class T>
 struct FloatScores
@@ -249,7 +226,7 @@ struct FloatScores
   KOKKOS_FORCEINLINE_FUNCTION static void accumulate(T const *a, T const *b, std::size_t k0,
                                                      std::size_t k1, T (&acc)[MR][NR])
   {
-    detail::accumulate<M, MR, NR>(a, b, k0, k1, acc);
+    backends::FloatDot<ExecSpace>::template accumulate<uses_dot(M), MR, NR>(a, b, k0, k1, acc);
   }
   template <Metric M>
   KOKKOS_FORCEINLINE_FUNCTION static T score(T acc, T qa, T xa)
@@ -262,24 +239,25 @@ struct FloatScores
 /// integers from bytes: queries as q - lo (unsigned), database rows as x - lo - 128 (signed),
 /// |q - x|^2 = (|q'|^2 - 256 sum q') + |x'|^2 - 2 q'.(x' - 128) with q' = q - lo, x' = x - lo.
 /// The score is the exact squared distance, rounded once to T.
-template <class T>
+template <class T, class ExecSpace>
 struct Int8Scores
 {
-  using q_type = std::uint8_t;
-  using x_type = std::int8_t;
+  using Dot = backends::Int8Dot<ExecSpace>;
+  using q_type = typename Dot::q_type; // how the backend stores q - lo ...
+  using x_type = typename Dot::x_type; // ... and x - lo - 128
   using acc_type = std::int32_t;
   using aux_type = std::int32_t;
-  static constexpr int group = 4;
+  static constexpr int group = Dot::group;
   static constexpr bool exact = true;
   /// Largest dimension whose sums stay inside int32 (2 x D x 255^2 < 2^31).
   static constexpr std::size_t max_dimension = 16000;
 
-  template <Metric M, class ExecSpace, int MR, int NR>
+  template <Metric M, class, int MR, int NR>
   KOKKOS_FORCEINLINE_FUNCTION static void accumulate(q_type const *a, x_type const *b,
                                                      std::size_t k0, std::size_t k1,
                                                      acc_type (&acc)[MR][NR])
   {
-    backends::Int8Dot<ExecSpace>::template accumulate<MR, NR>(a, b, k0 / group, k1 / group, acc);
+    Dot::template accumulate<MR, NR>(a, b, k0 / group, k1 / group, acc);
   }
   template <Metric M>
   KOKKOS_FORCEINLINE_FUNCTION static T score(acc_type acc, aux_type qa, aux_type xa)
@@ -497,7 +475,7 @@ struct ChunkKernel
   template <int NQ>
   KOKKOS_FUNCTION void direct_run(Member const &team) const
   {
-    constexpr int L = 64 / int(sizeof(T));
+    constexpr int L = backends::host_vector_bytes / int(sizeof(T));
     int const seg = team.league_rank();
     int const nq = static_cast<int>(q_rows);
     // The queries' centred values (packed in blocks of MR) row by row, zero rows up to NQ, in
@@ -720,7 +698,7 @@ struct FinalizeKernel
   Kokkos::View<int *, MS> redo; // per query of the tile: 1 = no proof, redo exactly
   Kokkos::View<int, MS> nonfinite;
   Kokkos::View<int **, Kokkos::LayoutRight, MS> marked; // per query: buffer slots to re-score
-  Kokkos::View<int *, MS> marked_count;
+  Kokkos::View<int *, MS> marked_count; // per query: candidates re-scored (listed if by_row)
   Kokkos::View<double *, MS> a_kept; // per query: the largest kept fast score
   std::size_t d, q0, n, n_eligible;
   int k, kept;
@@ -794,6 +772,7 @@ struct FinalizeKernel
         marked(ql, marks++) = j;
       else
       {
+        ++marks;
         // The candidates' rows are scattered over the database: ask for the next one early.
         if (j + 1 < kept && valid(j + 1))
           backends::prefetch_row(&database(std::size_t(hi[j + 1]), 0),
@@ -972,7 +951,7 @@ template <Metric M, class ExecSpace>
 bool integer_eligible(RowStats const &s, double lo, double hi, std::size_t d)
 {
   return uses_centring(M) && backends::Int8Dot<ExecSpace>::accelerated && s.integral &&
-         s.first_bad < 0 && hi - lo <= 255 && d >= 8 && d <= Int8Scores<float>::max_dimension;
+         s.first_bad < 0 && hi - lo <= 255 && d >= 8 && d <= Int8Scores<float, ExecSpace>::max_dimension;
 }
 
 /// What one pass over the database finds out (independent of the queries): the centre, the
@@ -1043,7 +1022,8 @@ struct Prepared
 template <Metric M, class P, class ExecSpace, class XV, class QV, class T, class MS>
 std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &queries,
                       Plan const &plan, SearchOptions const &opt, Prepared<T, MS> const &prep,
-                      Neighbors<MS, T> const &result, std::size_t &packs)
+                      Neighbors<MS, T> const &result, std::size_t &packs,
+                      std::size_t &rescored)
 {
   using Traits = backends::TileTraits<ExecSpace>;
   constexpr int MR = Traits::query_block;
@@ -1103,14 +1083,14 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
   Kokkos::View<int *, MS> order(alloc("fastknn::search::rerank_order"),
                                 plan.rerank_tile * std::size_t(kept));
 
-  auto pack = [&]<int B>(char const *label, auto const &data, std::size_t first, std::size_t rows,
+  auto pack = [&]<int B, bool IsDatabase>(char const *label, auto const &data, std::size_t first, std::size_t rows,
                          std::size_t padded, auto const &packed)
   {
     if constexpr (P::exact)
     {
       using Out = typename std::remove_reference_t<decltype(packed)>::value_type;
-      // Queries as unsigned bytes q - lo; database rows as signed bytes x - lo - 128.
-      double const offset = std::is_signed_v<Out> ? prep.lowest + 128 : prep.lowest;
+      // Queries as q - lo in [0, 255]; database rows as x - lo - 128 in [-128, 127].
+      double const offset = IsDatabase ? prep.lowest + 128 : prep.lowest;
       pack_rows<B, P::group>(space, label, data, first, rows, padded, d, ByteShift<Out>{offset},
                              packed);
     }
@@ -1124,7 +1104,7 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
   auto pack_database = [&](std::size_t x0)
   {
     std::size_t const rows = x0 + plan.db_tile <= n ? plan.db_tile : n - x0;
-    pack.template operator()<NR>("fastknn::search::pack_database", database, x0, rows,
+    pack.template operator()<NR, true>("fastknn::search::pack_database", database, x0, rows,
                                  round_up(rows, plan.chunk), packed_x);
     ++packs;
   };
@@ -1133,15 +1113,17 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
   auto const x_shift = [&]
   {
     if constexpr (P::exact)
-      return ByteShift<std::int8_t>{prep.lowest + 128};
+      return ByteShift<typename P::x_type>{prep.lowest + 128};
     else
       return CentreShift<T, MS>{prep.centre};
   }();
 
-  // The integer path's packed rows are sizeof(T) times smaller: the fused kernel (which needs
-  // no scratch for scores) sweeps as many more rows per launch (measured: ~10 % faster on
-  // Fashion-MNIST than the float chunk's rows).
-  std::size_t const launch = P::exact && Traits::fused_select ? plan.chunk * sizeof(T) : plan.chunk;
+  // The integer path's packed rows are sizeof(T) / sizeof(x_type) times smaller: the fused
+  // kernel (which needs no scratch for scores) sweeps as many more rows per launch (measured:
+  // ~10 % faster on Fashion-MNIST than the float chunk's rows).
+  std::size_t const launch = P::exact && Traits::fused_select
+                                 ? plan.chunk * (sizeof(T) / sizeof(typename P::x_type))
+                                 : plan.chunk;
   auto tile_rows_at = [&](std::size_t x0)
   { return x0 + plan.db_tile <= n ? plan.db_tile : n - x0; };
   // Chunks of a tile each run covers; launched one chunk of every run at a time, or all in one
@@ -1169,7 +1151,7 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
   {
     std::size_t const q_rows = q0 + plan.query_tile <= q ? plan.query_tile : q - q0;
     std::size_t const blocks = (q_rows + MR - 1) / MR;
-    pack.template operator()<MR>("fastknn::search::pack_queries", queries, q0, q_rows, blocks * MR,
+    pack.template operator()<MR, false>("fastknn::search::pack_queries", queries, q0, q_rows, blocks * MR,
                                  packed_q);
     Kokkos::parallel_for(
         "fastknn::search::init_candidates", Range(space, 0, q_rows * segs),
@@ -1357,10 +1339,16 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
         fin);
 
     int redo_count = 0;
+    std::size_t rescored_tile = 0;
     Kokkos::parallel_reduce(
         "fastknn::search::count_redo", Range(space, 0, q_rows),
-        KOKKOS_LAMBDA(std::size_t i, int &c) { c += redo(i); }, redo_count);
+        KOKKOS_LAMBDA(std::size_t i, int &c, std::size_t &r) {
+          c += redo(i);
+          r += std::size_t(marked_count(i));
+        },
+        redo_count, rescored_tile);
     fallbacks += std::size_t(redo_count);
+    rescored += rescored_tile;
     if (redo_count > 0)
     {
       ExactScanKernel<M, ExecSpace, T, QV, XV> scan{queries,
@@ -1450,7 +1438,7 @@ auto search_impl(ExecSpace const &space, XV const &database,
 
   // Integer data spanning at most 256 values (images, byte-quantised vectors) is scored
   // exactly with byte dot products where the backend has an instruction for them.
-  using Int8 = Int8Scores<T>;
+  using Int8 = Int8Scores<T, ExecSpace>;
   bool const integer_path = opt.integer_preselection && qs.integral &&
                             integer_eligible<M, ExecSpace>(xs, prep.lowest, highest, d);
   if (integer_path)
@@ -1466,11 +1454,12 @@ auto search_impl(ExecSpace const &space, XV const &database,
       integer_norms(space, database, prep.lowest, 0, prep.x_int);
     }
   }
-  std::size_t packs = 0;
+  std::size_t packs = 0, rescored = 0;
   std::size_t const fallbacks =
-      integer_path
-          ? run_tiles<M, Int8>(space, database, queries, plan, opt, prep, result, packs)
-          : run_tiles<M, FloatScores<T>>(space, database, queries, plan, opt, prep, result, packs);
+      integer_path ? run_tiles<M, Int8>(space, database, queries, plan, opt, prep, result, packs,
+                                        rescored)
+                   : run_tiles<M, FloatScores<T>>(space, database, queries, plan, opt, prep,
+                                                  result, packs, rescored);
   if (opt.stats)
   {
     opt.stats->workspace_bytes = plan.workspace;
@@ -1482,6 +1471,11 @@ auto search_impl(ExecSpace const &space, XV const &database,
     opt.stats->integer_preselection = integer_path;
     opt.stats->segments = plan.segments;
     opt.stats->streamed = plan.stream;
+    opt.stats->rescored = rescored;
+    using Traits = backends::TileTraits<ExecSpace>;
+    opt.stats->query_block = Traits::query_block;
+    opt.stats->database_block = Traits::database_block;
+    opt.stats->isa = Traits::isa;
   }
   return result;
 }

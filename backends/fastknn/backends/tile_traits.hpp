@@ -5,6 +5,8 @@
 
 #include <Kokkos_Core.hpp>
 
+#include "isa.hpp"
+
 #include <cstddef>
 #include <cstdint>
 
@@ -63,14 +65,29 @@ struct TileTraits
   /// Queries re-scored together by database row: their rows should stay in cache while the
   /// database streams past. 0: the whole query tile.
   static constexpr std::size_t rerank_query_bytes = 0;
+  /// The instruction set the kernels are shaped for, for reports.
+  static constexpr char const *isa = "generic";
 };
+
+/// The CPU register block (MR queries x NR database rows of float accumulators) for each
+/// instruction set: AVX-512 12 x 32 (24 of 32 zmm registers), AVX2 6 x 16 (12 of 16 ymm, two
+/// for the database panel, one broadcast: the 6 x 16 shape of BLIS's and OpenBLAS's Haswell
+/// sgemm kernels), generic 4 x 8 (8 of 16 xmm).
+constexpr int cpu_query_block(HostIsa isa)
+{
+  return isa == HostIsa::avx512 ? 12 : isa == HostIsa::avx2 ? 6 : 4;
+}
+constexpr int cpu_database_block(HostIsa isa)
+{
+  return isa == HostIsa::avx512 ? 32 : isa == HostIsa::avx2 ? 16 : 8;
+}
 
 #ifdef KOKKOS_ENABLE_OPENMP
 #ifndef FASTKNN_OPENMP_MR
-#define FASTKNN_OPENMP_MR 12
+#define FASTKNN_OPENMP_MR cpu_query_block(host_isa)
 #endif
 #ifndef FASTKNN_OPENMP_NR
-#define FASTKNN_OPENMP_NR 32
+#define FASTKNN_OPENMP_NR cpu_database_block(host_isa)
 #endif
 #ifndef FASTKNN_OPENMP_KC
 #define FASTKNN_OPENMP_KC (1 << 30)
@@ -81,8 +98,8 @@ struct TileTraits
 #ifndef FASTKNN_OPENMP_CHUNK
 #define FASTKNN_OPENMP_CHUNK (384 * 1024)
 #endif
-/// CPU: 12 x 32 float accumulators fill 24 of the 32 AVX-512 registers; one team per thread; the
-/// packed database chunk is sized to stay in a core's L2 while all query blocks sweep it.
+/// CPU: the register block of the host instruction set; one team per thread; the packed database
+/// chunk is sized to stay in a core's L2 while all query blocks sweep it.
 template <>
 struct TileTraits<Kokkos::OpenMP>
 {
@@ -101,6 +118,7 @@ struct TileTraits<Kokkos::OpenMP>
   // Measured (float path, Fashion-MNIST k = 1024, interleaved): 975-1027 ms of re-scoring
   // against 1048-1328 ms with 768 KiB.
   static constexpr std::size_t rerank_query_bytes = FASTKNN_OPENMP_RERANK_BYTES;
+  static constexpr char const *isa = isa_name(host_isa);
 };
 #endif
 
@@ -120,6 +138,7 @@ struct TileTraits<Kokkos::Cuda>
   static constexpr bool fused_select = false; // threads split the chunk; scores meet in scratch
   static constexpr std::size_t stream_query_bytes = 0; // 4 MiB chunks per team: packed copy
   static constexpr std::size_t rerank_query_bytes = 0; // whole tile (L2 holds tens of MiB)
+  static constexpr char const *isa = "cuda";
 };
 #endif
 
