@@ -103,6 +103,13 @@ def test_tiny_classify(exe, tmp):
             check(isinstance(r[key], (int, float)) and r[key] >= 0, f"JSON {key} = {r[key]}")
         check(isinstance(r["fastknn_version"], str) and r["fastknn_version"].count(".") == 2,
               f"JSON fastknn_version {r['fastknn_version']!r}")
+        st = r.get("search", {})
+        check(st.get("preselection") in ("float", "int8") and st.get("exact_fallbacks") == 0
+              and (st.get("preselection") == "int8" or st.get("rescored", -1) >= 7 * int(k))
+              and st.get("isa"),
+              f"JSON search stats (pre-selection, no fallback, >= k re-scored per query): {st}")
+        check(f"{st.get('exact_fallbacks')} exact fallbacks" in out,
+              "report prints the search stats")
         p = np.load(preds)
         check(p.dtype == np.int32 and p.shape == (7, 1), f"predictions .npy int32 (7, 1): "
               f"{p.dtype} {p.shape}")
@@ -248,6 +255,8 @@ def test_help(exe):
               f"{needle}")
     rc, out, err = run(exe, "--version")
     check(rc == 0 and out.startswith("fastknn ") and err == "", f"--version: {out.strip()!r}")
+    check("kernels " in out and "backend " in out,
+          f"--version names the backend and the kernels' instruction set: {out.strip()!r}")
 
 
 def brute_force(x, q, k, metric, exclude_self=False):
@@ -313,6 +322,8 @@ def test_search(exe, tmp):
     rc, out, err = run(exe, "search", "--database", xp, "--exclude-self", "-k", k,
                        "--out-indices", ip, "--out-distances", dp)
     check(rc == 0 and "searched 300 queries" in out, f"--exclude-self: exit 0, summary {out!r}")
+    check("candidates re-scored per query" in out and "exact fallback" in out,
+          f"search summary reports the re-scoring and the fallbacks: {out!r}")
     ref_i, ref_d = brute_force(x, x, k, "l2", exclude_self=True)
     got_i = np.load(ip)
     check(got_i.shape == (n, k) and np.array_equal(got_i, ref_i),

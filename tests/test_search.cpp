@@ -197,6 +197,38 @@ TEMPLATE_LIST_TEST_CASE("near-equidistant points exercise the exact fallback", "
   CHECK(c.bad_value == 0);
 }
 
+TEMPLATE_LIST_TEST_CASE("a few rows of huge norm do not defeat the proof", "[search][exact]",
+                        EnabledSpaces)
+{
+  // Gaussian rows plus a few 1000 times farther out (as standardising a nearly constant pixel
+  // makes). The error bound with the largest norm (~1e4 here) exceeds every gap between
+  // neighbours, so without the triangle inequality for far rows every query fell back to the
+  // exact scan; with it none may, and the answer is still the reference's.
+  std::size_t const n = 3000, nq = 40, d = 64;
+  std::mt19937_64 gen(11);
+  std::normal_distribution<float> g;
+  std::vector<float> x(n * d), q(nq * d);
+  for (auto &v : x)
+    v = g(gen);
+  for (auto &v : q)
+    v = g(gen);
+  for (std::size_t i = 0; i < n; i += 600)
+    for (std::size_t p = 0; p < d; ++p)
+      x[i * d + p] *= 1000.0f;
+  SearchOptions opt;
+  opt.metric = GENERATE(Metric::L2Squared, Metric::L2);
+  SearchStats stats;
+  opt.stats = &stats;
+  int const k = GENERATE(1, 100);
+  auto r = run_search<TestType>(x, n, q, nq, d, k, opt);
+  CHECK(stats.exact_fallbacks == 0);
+  auto c = compare_with_reference(r, x, n, q, d, opt);
+  INFO(c.first_problem);
+  CHECK(c.wrong_index == 0);
+  CHECK(c.bad_value == 0);
+  CHECK(c.index_differs == 0);
+}
+
 TEMPLATE_LIST_TEST_CASE("host convenience overload", "[search][host]", EnabledSpaces)
 {
   std::size_t const n = 200, nq = 9, d = 6;

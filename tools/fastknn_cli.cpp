@@ -310,6 +310,30 @@ std::string json_string(std::string_view s)
 }
 
 /// Returns a double as a JSON number (JSON has no NaN/Inf: those become null).
+/// One line on what the search did: the kernels that ran, the candidates re-scored exactly per
+/// query and the queries redone by an exact scan (the two that explain a slow run).
+std::string stats_line(fastknn::SearchStats const &s, std::size_t queries)
+{
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "%s pre-selection (%s, %d x %d block), %.1f candidates re-scored per query, "
+                "%zu exact fallback%s",
+                s.integer_preselection ? "exact 8-bit" : "float", s.isa, s.query_block,
+                s.database_block, queries > 0 ? double(s.rescored) / double(queries) : 0.0,
+                s.exact_fallbacks, s.exact_fallbacks == 1 ? "" : "s");
+  return buf;
+}
+
+/// The same as JSON fields (no braces), for --json.
+std::string stats_json(fastknn::SearchStats const &s)
+{
+  return "\"preselection\": \"" + std::string(s.integer_preselection ? "int8" : "float") +
+         "\", \"isa\": \"" + s.isa + "\", \"register_block\": \"" +
+         std::to_string(s.query_block) + "x" + std::to_string(s.database_block) +
+         "\", \"rescored\": " + std::to_string(s.rescored) +
+         ", \"exact_fallbacks\": " + std::to_string(s.exact_fallbacks);
+}
+
 std::string json_number(double v)
 {
   if (!std::isfinite(v))
@@ -402,6 +426,8 @@ int run_classify(std::vector<std::string> args_in, std::vector<std::string> cons
 
   ProgressBar bar(!run.quiet);
   options.progress = [&bar](double f) { bar(f); };
+  fastknn::SearchStats stats;
+  options.stats = &stats;
   fastknn::KNeighborsClassifier<Space> classifier(options);
   auto const t_fit = Clock::now();
   classifier.fit(data.train.images, data.train.labels);
@@ -444,7 +470,8 @@ int run_classify(std::vector<std::string> args_in, std::vector<std::string> cons
     field("seconds", json_number(seconds));
     field("queries_per_second", json_number(qps));
     field("load_seconds", json_number(load_seconds));
-    field("fit_seconds", json_number(fit_seconds), true);
+    field("fit_seconds", json_number(fit_seconds));
+    field("search", "{" + stats_json(stats) + "}", true);
     json += "}\n";
     write_text_file(json_path, json);
   }
@@ -466,6 +493,7 @@ int run_classify(std::vector<std::string> args_in, std::vector<std::string> cons
   std::printf("  load      %.3f s reading files, %.3f s fit\n", load_seconds, fit_seconds);
   std::printf("  accuracy  %.4f (%zu / %zu correct)\n", acc, correct, n_test);
   std::printf("  time      %.3f s search + vote, %.1f queries/s\n", seconds, qps);
+  std::printf("  search    %s\n", stats_line(stats, n_test).c_str());
   return 0;
 }
 
@@ -541,6 +569,8 @@ int run_search(std::vector<std::string> args_in, std::vector<std::string> const 
       space, HostMatrix(queries.data.data(), queries.rows, queries.cols));
   ProgressBar bar(!run.quiet);
   options.progress = [&bar](double f) { bar(f); };
+  fastknn::SearchStats stats;
+  options.stats = &stats;
   bar.start();
   auto const t0 = Clock::now();
   auto const found = fastknn::search(space, x, q, *k, options);
@@ -561,6 +591,8 @@ int run_search(std::vector<std::string> args_in, std::vector<std::string> const 
                 std::string(fastknn::metric_name(options.metric)).c_str(), seconds,
                 seconds > 0 ? double(queries.rows) / seconds : 0.0, fastknn::backend_name(),
                 space.concurrency());
+  if (!run.quiet)
+    std::printf("  %s\n", stats_line(stats, queries.rows).c_str());
   return 0;
 }
 
@@ -586,9 +618,11 @@ int run(int argc, char *argv[])
   }
   if (command == "--version")
   {
-    std::printf("fastknn %s (Kokkos %d.%d.%d, backend %s)\n", FASTKNN_VERSION_STRING,
-                KOKKOS_VERSION_MAJOR, KOKKOS_VERSION_MINOR, KOKKOS_VERSION_PATCH,
-                fastknn::backend_name());
+    using Traits = fastknn::backends::TileTraits<fastknn::DefaultBackend>;
+    std::printf("fastknn %s (Kokkos %d.%d.%d, backend %s, kernels %s %d x %d)\n",
+                FASTKNN_VERSION_STRING, KOKKOS_VERSION_MAJOR, KOKKOS_VERSION_MINOR,
+                KOKKOS_VERSION_PATCH, fastknn::backend_name(), Traits::isa, Traits::query_block,
+                Traits::database_block);
     return 0;
   }
   if (command == "classify")

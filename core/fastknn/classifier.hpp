@@ -63,6 +63,8 @@ struct ClassifierOptions
   std::size_t workspace_bytes = SearchOptions{}.workspace_bytes;
   /// Forwarded to SearchOptions::progress: called on the host with the fraction done (0..1).
   std::function<void(double)> progress;
+  /// Forwarded to SearchOptions::stats: what the last search did (null: not reported).
+  SearchStats *stats = nullptr;
 };
 
 namespace detail
@@ -214,6 +216,7 @@ public:
     search_options.metric = _options.metric;
     search_options.workspace_bytes = _options.workspace_bytes;
     search_options.progress = _options.progress;
+    search_options.stats = _options.stats;
     return search(_space, _train, to_space(queries, "queries", false), _options.k, search_options);
   }
 

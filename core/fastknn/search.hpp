@@ -720,6 +720,17 @@ struct FinalizeKernel
     return error_bound<M, T>(largest_kept, q_norm, x_norm_max, d);
   }
 
+  /// Lower bound on the exact score of every discarded row (see detail::discarded_floor).
+  KOKKOS_FUNCTION double discarded_floor(std::size_t qg, double largest_kept) const
+  {
+    if (exact_scores)
+      return largest_kept - bound(qg, largest_kept);
+    double q_norm = q_aux(qg);
+    if constexpr (uses_centring(M))
+      q_norm = Kokkos::sqrt(q_norm);
+    return detail::discarded_floor<M, T>(largest_kept, q_norm, x_norm_max, d);
+  }
+
   KOKKOS_FUNCTION void operator()(Prepare, std::size_t ql) const
   {
     std::size_t const qg = q0 + ql;
@@ -813,7 +824,7 @@ struct FinalizeKernel
     }
     double const largest = a_kept(ql);
     bool const proven = std::size_t(kept) >= n_eligible ||
-                        largest - bound(qg, largest) > exact_above_key<M>(hv[k - 1]);
+                        discarded_floor(qg, largest) > exact_above_key<M>(hv[k - 1]);
     redo(ql) = proven ? 0 : 1;
     for (int j = 0; j < k; ++j)
     {

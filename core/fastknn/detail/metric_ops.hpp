@@ -147,6 +147,15 @@ KOKKOS_INLINE_FUNCTION T reported(T key)
     return key;
 }
 
+/// L2 metrics: the error of one pair's fast score is at most this factor times (|q| + |x|)^2,
+/// with the pair's own centred norms (error_bound takes the largest |x| for every pair).
+template <class T>
+KOKKOS_INLINE_FUNCTION double l2_error_factor(std::size_t d)
+{
+  double const u = unit_roundoff<T>();
+  return 2 * (gamma_n<T>(double(d) + 2) + gamma_n<double>(double(d) + 2) + 6 * u);
+}
+
 /// Bound on |fast score - exact score| for every candidate of a query whose fast score is >=
 /// a_kept. q_norm and x_norm_max are |q| and max |x| of the (centred, for L2) rows. Twice the
 /// worst-case error analysis (dot product gamma_{D+2}, norms, centring round-off, the double
@@ -160,7 +169,7 @@ KOKKOS_INLINE_FUNCTION double error_bound(double a_kept, double q_norm, double x
   if constexpr (M == Metric::L2 || M == Metric::L2Squared)
   {
     double const s = q_norm + x_norm_max;
-    return 2 * (g + 6 * u) * s * s;
+    return l2_error_factor<T>(d) * s * s;
   }
   else if constexpr (M == Metric::InnerProduct)
     return 2 * (g + 2 * u) * q_norm * x_norm_max;
@@ -168,6 +177,39 @@ KOKKOS_INLINE_FUNCTION double error_bound(double a_kept, double q_norm, double x
     return 2 * (2 * g + 8 * u);
   else
     return 2 * (g + u) * Kokkos::fabs(a_kept);
+}
+
+/// A lower bound on the exact score of every row the pre-selection discarded (fast score at
+/// least a_kept): a_kept minus the error bound, and, for the L2 metrics, better where a few rows
+/// have norms far above the rest (standardised data: a pixel with a tiny spread makes rows
+/// with norms ~10x the median; on Fashion-MNIST the bound with the largest norm exceeded the
+/// gap between the 100th and 132nd neighbours for a third of the queries). A row of centred
+/// norm r has error at most E (|q| + r)^2, and also exact >= (r - |q|)^2 (|q - x| >= |x| - |q|).
+/// Rows with r up to rho, where the two meet, are held by the first, rows beyond rho by the
+/// second, so every discarded row scores at least a_kept - E (|q| + rho)^2. Slack of 1e-5 on
+/// the norms covers their rounding (the query's is stored in T).
+template <Metric M, class T>
+KOKKOS_INLINE_FUNCTION double discarded_floor(double a_kept, double q_norm, double x_norm_max,
+                                              std::size_t d)
+{
+  double const plain = a_kept - error_bound<M, T>(a_kept, q_norm, x_norm_max, d);
+  if constexpr (!uses_centring(M))
+    return plain;
+  else
+  {
+    double const e = l2_error_factor<T>(d), q = q_norm;
+    // (r - q)^2 = a_kept - e (q + r)^2  <=>  (1 + e) r^2 - 2 q (1 - e) r + (1 + e) q^2 - a_kept = 0
+    double const half_b = q * (1 - e), a = 1 + e, c = (1 + e) * q * q - a_kept;
+    double const disc = half_b * half_b - a * c;
+    if (!(disc >= 0))
+      return plain;
+    double const rho = (half_b + Kokkos::sqrt(disc)) / a * (1 + 1e-6);
+    if (!(rho < x_norm_max))
+      return plain;
+    double const floor = a_kept - e * (q + rho) * (1 + 1e-5) * (q + rho) * (1 + 1e-5);
+    double const gap = rho - q * (1 + 1e-5); // beyond rho: exact >= gap^2
+    return gap > 0 && gap * gap >= floor && floor > plain ? floor : plain;
+  }
 }
 
 } // namespace fastknn::detail
