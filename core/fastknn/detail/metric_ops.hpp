@@ -203,7 +203,9 @@ KOKKOS_INLINE_FUNCTION double discarded_floor(double a_kept, double q_norm, doub
     double const disc = half_b * half_b - a * c;
     if (!(disc >= 0))
       return plain;
-    double const rho = (half_b + Kokkos::sqrt(disc)) / a * (1 + 1e-6);
+    // A little beyond the meeting point, so that the triangle side still holds after the
+    // slack on |q| below (at the meeting point itself it would miss by that slack).
+    double const rho = (half_b + Kokkos::sqrt(disc)) / a * (1 + 1e-4);
     if (!(rho < x_norm_max))
       return plain;
     double const floor = a_kept - e * (q + rho) * (1 + 1e-5) * (q + rho) * (1 + 1e-5);
