@@ -251,8 +251,8 @@ template <fastknn::Metric M>
 void bm_fashion_std(benchmark::State &state)
 {
   auto const &f = fashion();
-  auto q = Kokkos::subview(f.test_std,
-                           std::make_pair(std::size_t(0), std::size_t(state.range(0))), Kokkos::ALL);
+  auto q = Kokkos::subview(f.test_std, std::make_pair(std::size_t(0), std::size_t(state.range(0))),
+                           Kokkos::ALL);
   run(state, f.train_std, Matrix(q), int(state.range(1)), M);
 }
 

@@ -11,6 +11,8 @@
 #include <fastknn/backends/int8_dot.hpp>
 #include <fastknn/backends/isa.hpp>
 
+#include "kernel_checks.hpp"
+
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -65,8 +67,9 @@ void float_block(unsigned seed)
         long double const n = depth + 2;
         ok &= std::fabs(acc[i][j] - exact) <= n * eps / (1 - n * eps) * magnitude;
       }
-    check(ok, Dot ? "float block: dot products within the rounding bound"
-                  : "float block: L1 sums within the rounding bound",
+    check(ok,
+          Dot ? "float block: dot products within the rounding bound"
+              : "float block: L1 sums within the rounding bound",
           MR, NR);
   }
 }
@@ -74,34 +77,8 @@ void float_block(unsigned seed)
 template <int MR, int NR>
 void integer_block(unsigned seed)
 {
-  using Dot = fastknn::backends::Int8Dot<Cpu>;
-  using A = Dot::q_type;
-  using B = Dot::x_type;
-  constexpr int G = Dot::group;
-  std::size_t const groups = 212 / G;
-  std::mt19937 gen(seed);
-  std::uniform_int_distribution<int> ua(0, 255), sb(-128, 127);
-  std::vector<A> a(groups * MR * G);
-  std::vector<B> b(groups * NR * G);
-  for (auto &v : a)
-    v = A(ua(gen));
-  for (auto &v : b)
-    v = B(sb(gen));
-  a[0] = 255; // the extremes: the largest products in magnitude
-  b[0] = -128;
-  std::int32_t acc[MR][NR] = {};
-  Dot::accumulate<MR, NR>(a.data(), b.data(), 0, groups, acc);
-  bool ok = true;
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j)
-    {
-      long long expect = 0;
-      for (std::size_t g = 0; g < groups; ++g)
-        for (int t = 0; t < G; ++t)
-          expect += (long long)a[(g * MR + i) * G + t] * (long long)b[(g * NR + j) * G + t];
-      ok &= acc[i][j] == expect;
-    }
-  check(ok, "integer block: exact sums", MR, NR);
+  check(fastknn::test::integer_block_exact<MR, NR, fastknn::backends::Int8Dot<Cpu>>(seed),
+        "integer block: exact sums", MR, NR);
 }
 
 template <int NR>

@@ -4,6 +4,7 @@
 
 #include "enabled_spaces.hpp"
 #include "helpers.hpp"
+#include "kernel_checks.hpp"
 
 #include <fastknn/backends/int8_dot.hpp>
 
@@ -19,45 +20,6 @@ using namespace fastknn::test;
 namespace
 {
 
-template <int MR, int NR, class Kernel>
-void check_micro_kernel(unsigned seed)
-{
-  // The kernel's own storage: bytes in groups of four (generic, VNNI) or 16-bit pairs (AVX2).
-  using A = typename Kernel::q_type;
-  using B = typename Kernel::x_type;
-  constexpr int G = Kernel::group;
-  std::size_t const groups = 53 * 4 / G;
-  std::mt19937 gen(seed);
-  std::uniform_int_distribution<int> ua(0, 255), sb(-128, 127);
-  std::vector<A> a(groups * MR * G);
-  std::vector<B> b(groups * NR * G);
-  for (auto &v : a)
-    v = A(ua(gen));
-  for (auto &v : b)
-    v = B(sb(gen));
-  // The extremes, whose products are the largest in magnitude.
-  a[0] = 255;
-  b[0] = -128;
-  for (std::size_t g0 : {std::size_t(0), std::size_t(7)})
-  {
-    std::int32_t acc[MR][NR];
-    for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < NR; ++j)
-        acc[i][j] = i - j; // accumulates onto what is there
-    Kernel::template accumulate<MR, NR>(a.data(), b.data(), g0, groups, acc);
-    for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < NR; ++j)
-      {
-        long long expect = i - j;
-        for (std::size_t g = g0; g < groups; ++g)
-          for (int t = 0; t < G; ++t)
-            expect += (long long)a[(g * MR + i) * G + t] * (long long)b[(g * NR + j) * G + t];
-        INFO("MR=" << MR << " NR=" << NR << " g0=" << g0 << " i=" << i << " j=" << j);
-        REQUIRE(acc[i][j] == expect);
-      }
-  }
-}
-
 template <class Space>
 constexpr bool accelerated = backends::Int8Dot<Space>::accelerated;
 
@@ -66,12 +28,13 @@ constexpr bool accelerated = backends::Int8Dot<Space>::accelerated;
 TEST_CASE("byte micro-kernels give exact sums", "[integer]")
 {
   using Host = Kokkos::DefaultHostExecutionSpace;
-  check_micro_kernel<12, 32, backends::Int8Dot<Host>>(1);
-  check_micro_kernel<4, 16, backends::Int8Dot<Host>>(2);
-  check_micro_kernel<6, 16, backends::Int8Dot<Host>>(5); // the AVX2 block
-  check_micro_kernel<4, 8, backends::Int8Dot<Host>>(3); // NR not a multiple of 16: generic code
-  check_micro_kernel<3, 4, backends::Int8Dot<Host>>(6); // NR not a multiple of 8 either
-  check_micro_kernel<12, 32, backends::Int8Dot<void>>(4);
+  CHECK(integer_block_exact<12, 32, backends::Int8Dot<Host>>(1));
+  CHECK(integer_block_exact<4, 16, backends::Int8Dot<Host>>(2));
+  CHECK(integer_block_exact<6, 16, backends::Int8Dot<Host>>(5)); // the AVX2 block
+  CHECK(integer_block_exact<4, 8, backends::Int8Dot<Host>>(
+      3)); // NR not a multiple of 16: generic code
+  CHECK(integer_block_exact<3, 4, backends::Int8Dot<Host>>(6)); // NR not a multiple of 8 either
+  CHECK(integer_block_exact<12, 32, backends::Int8Dot<void>>(4));
 }
 
 TEMPLATE_LIST_TEST_CASE("integer data: exact integer pre-selection, identical to the float one",

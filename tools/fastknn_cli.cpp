@@ -328,8 +328,8 @@ std::string stats_line(fastknn::SearchStats const &s, std::size_t queries)
 std::string stats_json(fastknn::SearchStats const &s)
 {
   return "\"preselection\": \"" + std::string(s.integer_preselection ? "int8" : "float") +
-         "\", \"isa\": \"" + s.isa + "\", \"register_block\": \"" +
-         std::to_string(s.query_block) + "x" + std::to_string(s.database_block) +
+         "\", \"isa\": \"" + s.isa + "\", \"register_block\": \"" + std::to_string(s.query_block) +
+         "x" + std::to_string(s.database_block) +
          "\", \"rescored\": " + std::to_string(s.rescored) +
          ", \"exact_fallbacks\": " + std::to_string(s.exact_fallbacks);
 }

@@ -699,7 +699,7 @@ struct FinalizeKernel
   Kokkos::View<int, MS> nonfinite;
   Kokkos::View<int **, Kokkos::LayoutRight, MS> marked; // per query: buffer slots to re-score
   Kokkos::View<int *, MS> marked_count; // per query: candidates re-scored (listed if by_row)
-  Kokkos::View<double *, MS> a_kept; // per query: the largest kept fast score
+  Kokkos::View<double *, MS> a_kept;    // per query: the largest kept fast score
   std::size_t d, q0, n, n_eligible;
   int k, kept;
   double x_norm_max;
@@ -962,7 +962,8 @@ template <Metric M, class ExecSpace>
 bool integer_eligible(RowStats const &s, double lo, double hi, std::size_t d)
 {
   return uses_centring(M) && backends::Int8Dot<ExecSpace>::accelerated && s.integral &&
-         s.first_bad < 0 && hi - lo <= 255 && d >= 8 && d <= Int8Scores<float, ExecSpace>::max_dimension;
+         s.first_bad < 0 && hi - lo <= 255 && d >= 8 &&
+         d <= Int8Scores<float, ExecSpace>::max_dimension;
 }
 
 /// What one pass over the database finds out (independent of the queries): the centre, the
@@ -1033,8 +1034,7 @@ struct Prepared
 template <Metric M, class P, class ExecSpace, class XV, class QV, class T, class MS>
 std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &queries,
                       Plan const &plan, SearchOptions const &opt, Prepared<T, MS> const &prep,
-                      Neighbors<MS, T> const &result, std::size_t &packs,
-                      std::size_t &rescored)
+                      Neighbors<MS, T> const &result, std::size_t &packs, std::size_t &rescored)
 {
   using Traits = backends::TileTraits<ExecSpace>;
   constexpr int MR = Traits::query_block;
@@ -1094,8 +1094,8 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
   Kokkos::View<int *, MS> order(alloc("fastknn::search::rerank_order"),
                                 plan.rerank_tile * std::size_t(kept));
 
-  auto pack = [&]<int B, bool IsDatabase>(char const *label, auto const &data, std::size_t first, std::size_t rows,
-                         std::size_t padded, auto const &packed)
+  auto pack = [&]<int B, bool IsDatabase>(char const *label, auto const &data, std::size_t first,
+                                          std::size_t rows, std::size_t padded, auto const &packed)
   {
     if constexpr (P::exact)
     {
@@ -1116,7 +1116,7 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
   {
     std::size_t const rows = x0 + plan.db_tile <= n ? plan.db_tile : n - x0;
     pack.template operator()<NR, true>("fastknn::search::pack_database", database, x0, rows,
-                                 round_up(rows, plan.chunk), packed_x);
+                                       round_up(rows, plan.chunk), packed_x);
     ++packs;
   };
   if (pack_once && !plan.stream)
@@ -1162,8 +1162,8 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
   {
     std::size_t const q_rows = q0 + plan.query_tile <= q ? plan.query_tile : q - q0;
     std::size_t const blocks = (q_rows + MR - 1) / MR;
-    pack.template operator()<MR, false>("fastknn::search::pack_queries", queries, q0, q_rows, blocks * MR,
-                                 packed_q);
+    pack.template operator()<MR, false>("fastknn::search::pack_queries", queries, q0, q_rows,
+                                        blocks * MR, packed_q);
     Kokkos::parallel_for(
         "fastknn::search::init_candidates", Range(space, 0, q_rows * segs),
         KOKKOS_LAMBDA(std::size_t i) {
@@ -1467,10 +1467,10 @@ auto search_impl(ExecSpace const &space, XV const &database,
   }
   std::size_t packs = 0, rescored = 0;
   std::size_t const fallbacks =
-      integer_path ? run_tiles<M, Int8>(space, database, queries, plan, opt, prep, result, packs,
-                                        rescored)
-                   : run_tiles<M, FloatScores<T>>(space, database, queries, plan, opt, prep,
-                                                  result, packs, rescored);
+      integer_path
+          ? run_tiles<M, Int8>(space, database, queries, plan, opt, prep, result, packs, rescored)
+          : run_tiles<M, FloatScores<T>>(space, database, queries, plan, opt, prep, result, packs,
+                                         rescored);
   if (opt.stats)
   {
     opt.stats->workspace_bytes = plan.workspace;

@@ -19,7 +19,7 @@
 #include <cstddef>
 #include <type_traits>
 
-#if defined(KOKKOS_ENABLE_OPENMP) && defined(__AVX2__) && defined(__FMA__) &&                       \
+#if defined(KOKKOS_ENABLE_OPENMP) && defined(__AVX2__) && defined(__FMA__) &&                      \
     !defined(__AVX512F__) && !defined(__CUDACC__) && !defined(__HIPCC__) &&                        \
     !defined(__SYCL_DEVICE_ONLY__)
 #define FASTKNN_HAVE_AVX2_FLOAT 1
@@ -75,7 +75,10 @@ struct Vec<float>
   {
     return _mm256_add_ps(c, _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(a, b)));
   }
-  static void add_to(float *p, type v) { _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), v)); }
+  static void add_to(float *p, type v)
+  {
+    _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), v));
+  }
 };
 template <>
 struct Vec<double>

@@ -23,7 +23,7 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(KOKKOS_ENABLE_OPENMP) && !defined(__CUDACC__) && !defined(__HIPCC__) &&               \
+#if defined(KOKKOS_ENABLE_OPENMP) && !defined(__CUDACC__) && !defined(__HIPCC__) &&                \
     !defined(__SYCL_DEVICE_ONLY__)
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 #define FASTKNN_HAVE_VNNI 1
@@ -39,8 +39,8 @@ namespace fastknn::backends
 
 /// Exact int32 sums of products of G-value groups, for any value types (the generic kernel).
 template <int MR, int NR, int G, class A, class B>
-KOKKOS_FORCEINLINE_FUNCTION void integer_dot(A const *a, B const *b, std::size_t g0,
-                                             std::size_t g1, std::int32_t (&acc)[MR][NR])
+KOKKOS_FORCEINLINE_FUNCTION void integer_dot(A const *a, B const *b, std::size_t g0, std::size_t g1,
+                                             std::int32_t (&acc)[MR][NR])
 {
   for (std::size_t g = g0; g < g1; ++g)
   {

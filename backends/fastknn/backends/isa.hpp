@@ -27,8 +27,9 @@ inline constexpr HostIsa host_isa = HostIsa::generic;
 #endif
 
 /// Bytes of one vector register of the host instruction set.
-inline constexpr int host_vector_bytes =
-    host_isa == HostIsa::avx512 ? 64 : host_isa == HostIsa::avx2 ? 32 : 16;
+inline constexpr int host_vector_bytes = host_isa == HostIsa::avx512 ? 64
+                                         : host_isa == HostIsa::avx2 ? 32
+                                                                     : 16;
 
 /// The instruction set's name, for reports (`fastknn --version`, SearchStats, benchmarks).
 constexpr char const *isa_name(HostIsa isa)
