@@ -28,7 +28,8 @@
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 #define FASTKNN_HAVE_VNNI 1
 #include <immintrin.h>
-#elif defined(__AVX2__)
+#elif defined(__AVX2__) && !defined(__AVX512F__)
+// (AVX-512 without VNNI keeps the float path: its 12 x 32 block would need 48 ymm accumulators.)
 #define FASTKNN_HAVE_AVX2_MADD 1
 #include <immintrin.h>
 #endif
