@@ -7,6 +7,9 @@
 #include <catch2/catch_template_test_macros.hpp>
 #include <catch2/generators/catch_generators.hpp>
 
+#include <algorithm>
+#include <vector>
+
 using namespace fastknn;
 using namespace fastknn::test;
 
@@ -193,6 +196,9 @@ TEMPLATE_LIST_TEST_CASE("near-equidistant points exercise the exact fallback", "
   CHECK(stats.exact_fallbacks == 1); // the slow path really ran
   auto c = compare_with_reference(r, x, n, q, d, opt, 1e-7);
   INFO(c.first_problem);
+  // The tolerance (1e-7 of ~1e6) is far wider than the planted spacing (~2e-3), so an index at a
+  // "near tie" must still be the reference's own: the exact scan ranks exactly.
+  CHECK(c.index_differs == 0);
   CHECK(c.wrong_index == 0);
   CHECK(c.bad_value == 0);
 }
@@ -304,4 +310,51 @@ TEMPLATE_LIST_TEST_CASE("database runs: streamed and from the packed copy agree"
   CHECK(c.wrong_index == 0);
   CHECK(c.index_differs == 0);
   CHECK(c.bad_value == 0);
+}
+
+TEMPLATE_LIST_TEST_CASE("a progress callback can stop a search; one that goes on changes nothing",
+                        "[search][progress]", EnabledSpaces)
+{
+  std::size_t const n = 20000, nq = 200, d = 24;
+  auto x = random_matrix<float>(n, d, 41);
+  auto q = random_matrix<float>(nq, d, 42);
+  SearchOptions opt;
+  opt.workspace_bytes = std::size_t(1) << 20; // many blocks of work: the callback runs mid-search
+  SECTION("returning false throws Cancelled after the first block")
+  {
+    int calls = 0;
+    opt.progress = [&calls](double) -> bool
+    {
+      ++calls;
+      return false;
+    };
+    CHECK_THROWS_AS(run_search<TestType>(x, n, q, nq, d, 10, opt), Cancelled);
+    CHECK(calls == 1);
+    // Nothing is left behind: the next search on the same space is complete and exact.
+    opt.progress = {};
+    auto c = compare_with_reference(run_search<TestType>(x, n, q, nq, d, 10, opt), x, n, q, d, opt);
+    CHECK(c.wrong_index == 0);
+    CHECK(c.index_differs == 0);
+  }
+  SECTION("returning true, or nothing, reports rising fractions ending at 1")
+  {
+    std::vector<double> seen;
+    bool const returns_bool = GENERATE(true, false);
+    if (returns_bool)
+      opt.progress = [&seen](double f)
+      {
+        seen.push_back(f);
+        return true;
+      };
+    else
+      opt.progress = [&seen](double f) { seen.push_back(f); };
+    auto r = run_search<TestType>(x, n, q, nq, d, 10, opt);
+    REQUIRE(seen.size() >= 2);
+    CHECK(std::is_sorted(seen.begin(), seen.end()));
+    CHECK(seen.front() < 1.0);
+    CHECK(seen.back() == 1.0);
+    auto c = compare_with_reference(r, x, n, q, d, opt);
+    CHECK(c.wrong_index == 0);
+    CHECK(c.index_differs == 0);
+  }
 }

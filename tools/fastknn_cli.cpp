@@ -7,12 +7,14 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -30,6 +32,37 @@ namespace
 
 constexpr int exit_failure = 1;
 constexpr int exit_usage = 2;
+constexpr int exit_interrupted = 130; // 128 + SIGINT, as shells report a Ctrl-C
+
+/// Set by the first SIGINT or SIGTERM; the search's progress callback reads it and stops.
+volatile std::sig_atomic_t stop_requested = 0;
+
+extern "C" void on_stop_signal(int sig)
+{
+  if (stop_requested != 0) // the second Ctrl-C ends the process at once
+  {
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);
+  }
+  stop_requested = 1;
+}
+
+/// Lets the first Ctrl-C (or SIGTERM) stop the work cleanly: no output file is left behind.
+void install_stop_handlers()
+{
+  struct sigaction sa = {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+}
+
+/// Throws fastknn::Cancelled once a stop was asked for (between stages of the work).
+void stop_point()
+{
+  if (stop_requested != 0)
+    throw fastknn::Cancelled("interrupted");
+}
 constexpr char const *default_data_dir = "/usr/share/datasets/fashion-mnist";
 
 /// A command-line mistake: reported on one line, exit code 2.
@@ -116,12 +149,16 @@ void close_progress_line()
   progress_line_open = false;
 }
 
-/// Draws "[#####     ] 52%  3.1 s" on stderr once the work has run for a second, only when
-/// stderr is a terminal; fastknn calls it at most ~5 times a second.
+/// Draws "searching 10000 queries [#####     ] 52%  3.1 s, 1650 queries/s, 2.9 s left" on
+/// stderr once the work has run for a second, only when stderr is a terminal; fastknn calls it
+/// at most ~5 times a second.
 class ProgressBar
 {
 public:
-  explicit ProgressBar(bool enabled) : _enabled(enabled && isatty(STDERR_FILENO) == 1) {}
+  ProgressBar(bool enabled, std::size_t queries)
+      : _enabled(enabled && isatty(STDERR_FILENO) == 1), _queries(queries)
+  {
+  }
 
   void start() { _start = Clock::now(); }
 
@@ -133,8 +170,20 @@ public:
     constexpr int width = 30;
     fraction = std::clamp(fraction, 0.0, 1.0);
     int const filled = int(fraction * width);
-    std::fprintf(stderr, "\r[%s%s] %3d%%  %.1f s", std::string(filled, '#').c_str(),
-                 std::string(width - filled, ' ').c_str(), int(fraction * 100), elapsed);
+    std::string line = "\rsearching " + std::to_string(_queries) + " quer" +
+                       (_queries == 1 ? "y" : "ies") + " [" + std::string(filled, '#') +
+                       std::string(width - filled, ' ') + "] ";
+    char tail[96];
+    double const rate = fraction * double(_queries) / elapsed;
+    if (fraction > 0.0 && fraction < 1.0)
+      std::snprintf(tail, sizeof tail, "%3d%%  %.1f s, %.0f queries/s, %.0f s left",
+                    int(fraction * 100), elapsed, rate,
+                    std::ceil(elapsed * (1.0 - fraction) / fraction));
+    else
+      std::snprintf(tail, sizeof tail, "%3d%%  %.1f s, %.0f queries/s", int(fraction * 100),
+                    elapsed, rate);
+    // "\033[K" clears what a longer earlier line left (the bar is drawn on terminals only).
+    std::fputs((line + tail + "\033[K").c_str(), stderr);
     std::fflush(stderr);
     progress_line_open = true;
     if (fraction >= 1.0)
@@ -143,6 +192,7 @@ public:
 
 private:
   bool _enabled;
+  std::size_t _queries;
   Clock::time_point _start = Clock::now();
 };
 
@@ -346,14 +396,41 @@ std::string json_number(double v)
 /// Writes text to path; throws fastknn::Error naming the file.
 void write_text_file(std::string const &path, std::string const &text)
 {
-  std::FILE *f = std::fopen(path.c_str(), "w");
+  std::string const partial = path + ".partial"; // renamed once complete, as io::write_npy does
+  std::FILE *f = std::fopen(partial.c_str(), "w");
   if (f == nullptr)
-    throw fastknn::Error("'" + path + "': cannot open for writing: " + std::strerror(errno));
+    throw fastknn::Error("'" + path + "': cannot open for writing (as '" + partial +
+                         "'): " + std::strerror(errno));
   bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
   ok = std::fclose(f) == 0 && ok;
-  if (!ok)
-    throw fastknn::Error("'" + path + "': write failed (disk full or I/O error)");
+  if (ok && std::rename(partial.c_str(), path.c_str()) == 0)
+    return;
+  std::remove(partial.c_str());
+  throw fastknn::Error("'" + path + "': write failed (disk full, I/O error or not a file)");
 }
+
+/// Writes a command's output files all or none: a failure removes those already written.
+class OutputSet
+{
+public:
+  template <class Write>
+  void write(std::string const &path, Write const &write)
+  {
+    if (path.empty())
+      return;
+    write(path);
+    _written.push_back(path);
+  }
+  void commit() { _written.clear(); }
+  ~OutputSet()
+  {
+    for (auto const &p : _written)
+      std::remove(p.c_str());
+  }
+
+private:
+  std::vector<std::string> _written;
+};
 
 int run_classify(std::vector<std::string> args_in, std::vector<std::string> const &kokkos_flags)
 {
@@ -412,6 +489,7 @@ int run_classify(std::vector<std::string> args_in, std::vector<std::string> cons
 
   auto const t_load = Clock::now();
   fastknn::io::MnistData data = fastknn::io::load_mnist_dir(data_dir);
+  stop_point();
   double const load_seconds = seconds_since(t_load);
   auto &test = data.test;
   std::size_t const test_available = test.images.rows;
@@ -424,8 +502,12 @@ int run_classify(std::vector<std::string> args_in, std::vector<std::string> cons
   std::size_t const n_train = data.train.images.rows, n_test = test.images.rows;
   std::size_t const dim = data.train.images.cols;
 
-  ProgressBar bar(!run.quiet);
-  options.progress = [&bar](double f) { bar(f); };
+  ProgressBar bar(!run.quiet, n_test);
+  options.progress = [&bar](double f)
+  {
+    bar(f);
+    return stop_requested == 0;
+  };
   fastknn::SearchStats stats;
   options.stats = &stats;
   fastknn::KNeighborsClassifier<Space> classifier(options);
@@ -433,7 +515,24 @@ int run_classify(std::vector<std::string> args_in, std::vector<std::string> cons
   classifier.fit(data.train.images, data.train.labels);
   Space().fence("fastknn_cli::fit");
   double const fit_seconds = seconds_since(t_fit);
+  std::string const metric(fastknn::metric_name(options.metric));
+  std::string const weights(fastknn::weights_name(options.weights));
 
+  // The header goes out before the search, so a terminal shows what the bar is measuring.
+  if (!run.quiet)
+  {
+    std::printf("fastknn %s classify  %s\n", FASTKNN_VERSION_STRING, data_dir.c_str());
+    std::printf("  data      train %zu x %zu, test %zu", n_train, dim, n_test);
+    if (n_test < test_available)
+      std::printf(" (first %zu of %zu)", n_test, test_available);
+    std::printf(", %d classes\n", classifier.n_classes());
+    std::printf("  backend   %s, %d thread%s\n", fastknn::backend_name(), threads,
+                threads == 1 ? "" : "s");
+    std::printf("  model     k = %d, metric %s, weights %s\n", options.k, metric.c_str(),
+                weights.c_str());
+    std::printf("  load      %.3f s reading files, %.3f s fit\n", load_seconds, fit_seconds);
+    std::fflush(stdout);
+  }
   bar.start();
   auto const t_predict = Clock::now();
   std::vector<std::int32_t> const predicted = classifier.predict(test.images);
@@ -443,11 +542,11 @@ int run_classify(std::vector<std::string> args_in, std::vector<std::string> cons
   double const acc = fastknn::accuracy(predicted, test.labels);
   std::size_t const correct = std::size_t(std::llround(acc * double(n_test)));
   double const qps = seconds > 0 ? double(n_test) / seconds : 0.0;
-  std::string const metric(fastknn::metric_name(options.metric));
-  std::string const weights(fastknn::weights_name(options.weights));
 
-  if (!predictions_path.empty())
-    fastknn::io::write_npy(predictions_path, predicted.data(), predicted.size(), 1);
+  stop_point();
+  OutputSet outputs;
+  outputs.write(predictions_path, [&](std::string const &p)
+                { fastknn::io::write_npy(p, predicted.data(), predicted.size(), 1); });
   if (!json_path.empty())
   {
     std::string json = "{\n";
@@ -473,24 +572,15 @@ int run_classify(std::vector<std::string> args_in, std::vector<std::string> cons
     field("fit_seconds", json_number(fit_seconds));
     field("search", "{" + stats_json(stats) + "}", true);
     json += "}\n";
-    write_text_file(json_path, json);
+    outputs.write(json_path, [&](std::string const &p) { write_text_file(p, json); });
   }
+  outputs.commit();
 
   if (run.quiet)
   {
     std::printf("accuracy %.4f (%zu / %zu)\n", acc, correct, n_test);
     return 0;
   }
-  std::printf("fastknn %s classify  %s\n", FASTKNN_VERSION_STRING, data_dir.c_str());
-  std::printf("  data      train %zu x %zu, test %zu", n_train, dim, n_test);
-  if (n_test < test_available)
-    std::printf(" (first %zu of %zu)", n_test, test_available);
-  std::printf(", %d classes\n", classifier.n_classes());
-  std::printf("  backend   %s, %d thread%s\n", fastknn::backend_name(), threads,
-              threads == 1 ? "" : "s");
-  std::printf("  model     k = %d, metric %s, weights %s\n", options.k, metric.c_str(),
-              weights.c_str());
-  std::printf("  load      %.3f s reading files, %.3f s fit\n", load_seconds, fit_seconds);
   std::printf("  accuracy  %.4f (%zu / %zu correct)\n", acc, correct, n_test);
   std::printf("  time      %.3f s search + vote, %.1f queries/s\n", seconds, qps);
   std::printf("  search    %s\n", stats_line(stats, n_test).c_str());
@@ -561,14 +651,19 @@ int run_search(std::vector<std::string> args_in, std::vector<std::string> const 
   fastknn::io::Matrix<float> queries_storage;
   if (!options.exclude_self)
     queries_storage = fastknn::io::read_matrix(queries_path);
+  stop_point();
   fastknn::io::Matrix<float> const &queries = options.exclude_self ? database : queries_storage;
 
   auto const x = Kokkos::create_mirror_view_and_copy(
       space, HostMatrix(database.data.data(), database.rows, database.cols));
   auto const q = Kokkos::create_mirror_view_and_copy(
       space, HostMatrix(queries.data.data(), queries.rows, queries.cols));
-  ProgressBar bar(!run.quiet);
-  options.progress = [&bar](double f) { bar(f); };
+  ProgressBar bar(!run.quiet, queries.rows);
+  options.progress = [&bar](double f)
+  {
+    bar(f);
+    return stop_requested == 0;
+  };
   fastknn::SearchStats stats;
   options.stats = &stats;
   bar.start();
@@ -579,11 +674,16 @@ int run_search(std::vector<std::string> args_in, std::vector<std::string> const 
   double const seconds = seconds_since(t0);
   close_progress_line();
 
-  if (!indices_path.empty())
-    fastknn::io::write_npy(indices_path, indices.data(), indices.extent(0), indices.extent(1));
-  if (!distances_path.empty())
-    fastknn::io::write_npy(distances_path, distances.data(), distances.extent(0),
-                           distances.extent(1));
+  stop_point();
+  OutputSet outputs;
+  outputs.write(indices_path,
+                [&](std::string const &p) {
+                  fastknn::io::write_npy(p, indices.data(), indices.extent(0), indices.extent(1));
+                });
+  outputs.write(
+      distances_path, [&](std::string const &p)
+      { fastknn::io::write_npy(p, distances.data(), distances.extent(0), distances.extent(1)); });
+  outputs.commit();
   if (!run.quiet)
     std::printf("searched %zu queries in %zu x %zu points, k = %d, metric %s: %.3f s, "
                 "%.1f queries/s (%s, %d threads)\n",
@@ -650,9 +750,15 @@ int main(int argc, char *argv[])
 {
   // Kokkos' OpenMP backend warns when OMP_PROC_BIND is unset; an explicit choice silences it.
   setenv("OMP_PROC_BIND", "false", 0);
+  install_stop_handlers();
   try
   {
     return run(argc, argv);
+  }
+  catch (fastknn::Cancelled const &)
+  {
+    print_error("stopped before the end (Ctrl-C or SIGTERM); no output file was written");
+    return exit_interrupted;
   }
   catch (UsageError const &e)
   {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fastknn: install everything the build, tests, demo and benchmarks need on Debian bookworm.
 # Idempotent: prints what it does and does nothing when everything is present.
-# Kokkos (OpenMP) and Catch2 v3 come from Debian sid, pinned low so nothing else is taken from it.
+# Kokkos (OpenMP) and Catch2 v3 come from Debian sid, pinned low so nothing else is taken from it;
+# the packages they need from sid (glibc, libstdc++6, base-files) are listed before they change.
 # The sid mirror URI and signing key are taken from this machine's own bookworm apt sources.
 set -euo pipefail
 
@@ -93,8 +94,43 @@ if [ ${#bw_missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${bw_missing[@]}" || die "installing ${bw_missing[*]} failed"
 fi
 if [ ${#sid_missing[@]} -gt 0 ]; then
-  say "installing from sid: ${sid_missing[*]} (this upgrades libc6/libstdc++6)"
-  $SUDO apt-get install -y -qq --no-install-recommends -t sid "${sid_missing[@]}" || die "installing ${sid_missing[*]} from sid failed"
+  # Take from sid only what the two packages need. sid's Kokkos needs sid's libc6 and
+  # libstdc++6; libc6 brings its own family (libc-bin, libc6-dev, ...) and base-files, which it
+  # declares it breaks in older versions. Start from that set (plus the installed packages
+  # known to move with libc6), then add each package apt names in an unmet Depends or Breaks,
+  # until the simulated install succeeds. Everything else stays at bookworm's version.
+  want=("${sid_missing[@]}" libc6 libc-bin libc6-dev base-files)
+  for p in libc6-i386 libc6-dbg locales libc-l10n; do have_pkg "$p" && want+=("$p"); done
+  if have_pkg dpkg-dev; then want+=(dpkg-dev libdpkg-perl make); fi
+  plan=""
+  for _round in 1 2 3 4 5 6 7 8 9 10; do
+    args=()
+    for p in "${want[@]}"; do args+=("$p/sid"); done
+    if plan=$(LC_ALL=C apt-get install -s --no-install-recommends "${args[@]}" 2>&1); then
+      break
+    fi
+    # Lines such as " libc-bin : Depends: libc6 (< 2.37) but 2.43-7 is to be installed" or
+    # " libc6 : Breaks: base-files (< 13.3~) but 12.4 is to be installed": both names move.
+    more=$(printf '%s\n' "$plan" | sed -n -E \
+      -e 's/^ *([a-z0-9][a-z0-9.+-]*)(:[a-z0-9]+)? : (Pre)?(Depends|Breaks): ([a-z0-9][a-z0-9.+-]*).*/\1 \5/p' \
+      -e 's/^ +(Pre)?(Depends|Breaks): ([a-z0-9][a-z0-9.+-]*).*/\3/p' | tr ' ' '\n' | sort -u)
+    added=0
+    for p in $more; do
+      case " ${want[*]} " in *" $p "*) ;; *) want+=("$p"); added=1 ;; esac
+    done
+    if [ "$added" -eq 0 ]; then
+      printf '%s\n' "$plan" >&2
+      die "apt cannot install ${sid_missing[*]} from sid with the packages above; see its message"
+    fi
+  done
+  changes=$(printf '%s\n' "$plan" | awk '$1 == "Inst" { print $2 }' | tr '\n' ' ')
+  say "installing from sid: ${sid_missing[*]}"
+  say "this changes these packages to sid's versions (new or upgraded): $changes"
+  say "among them glibc (libc6 ...) and libstdc++6, which sid's Kokkos is built against, and"
+  say "base-files, which sid's libc6 requires: afterwards /etc/os-release names forky/sid."
+  say "Nothing else comes from sid (pinned at 100). To stop taking anything from sid, delete"
+  say "$SID_LIST and $PIN; the packages above stay (Debian cannot downgrade glibc)."
+  $SUDO apt-get install -y -qq --no-install-recommends "${args[@]}" || die "installing ${sid_missing[*]} from sid failed"
 fi
 
 # The Debian Kokkos CMake config names two static archives the package does not ship.

@@ -61,8 +61,9 @@ struct ClassifierOptions
   Weights weights = Weights::Uniform;
   /// Forwarded to SearchOptions::workspace_bytes.
   std::size_t workspace_bytes = SearchOptions{}.workspace_bytes;
-  /// Forwarded to SearchOptions::progress: called on the host with the fraction done (0..1).
-  std::function<void(double)> progress;
+  /// Forwarded to SearchOptions::progress: called on the host with the fraction done (0..1);
+  /// one returning false stops the search (fastknn::Cancelled).
+  ProgressCallback progress;
   /// Forwarded to SearchOptions::stats: what the last search did (null: not reported).
   SearchStats *stats = nullptr;
 };

@@ -15,6 +15,14 @@ public:
   explicit Error(std::string const &what) : std::invalid_argument("fastknn: " + what) {}
 };
 
+/// Thrown when a search was asked to stop (its progress callback returned false). The search
+/// frees its workspace and leaves no partial result.
+class Cancelled : public Error
+{
+public:
+  explicit Cancelled(std::string const &what) : Error(what) {}
+};
+
 namespace detail
 {
 /// Throws fastknn::Error(msg) when cond is false.

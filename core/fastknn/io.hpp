@@ -893,7 +893,8 @@ Matrix<T> read_npy(std::string const &path)
 }
 
 /// Writes rows x cols elements (row-major) as a version 1.0, little-endian, C-order 2-D .npy file;
-/// returns nothing.
+/// returns nothing. The bytes go to `path` + ".partial" first, renamed to `path` once complete,
+/// so a failure (or a kill) never leaves a truncated file under `path`.
 template <class T>
 void write_npy(std::string const &path, T const *data, std::size_t rows, std::size_t cols)
 {
@@ -919,10 +920,11 @@ void write_npy(std::string const &path, T const *data, std::size_t rows, std::si
   header.append((64 - unpadded % 64) % 64, ' ');
   header.push_back('\n');
 
-  std::FILE *f = std::fopen(path.c_str(), "wb");
+  std::string const partial = path + ".partial";
+  std::FILE *f = std::fopen(partial.c_str(), "wb");
   if (f == nullptr)
-    throw file_error(path, "cannot open for writing: " +
-                               std::error_code(errno, std::generic_category()).message());
+    throw file_error(path, "cannot open for writing (as '" + partial +
+                               "'): " + std::error_code(errno, std::generic_category()).message());
   unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 0, 0};
   detail::store_uint_le(static_cast<std::uint16_t>(header.size()), pre + 8);
   bool ok = std::fwrite(pre, 1, 10, f) == 10 &&
@@ -944,8 +946,15 @@ void write_npy(std::string const &path, T const *data, std::size_t rows, std::si
   ok = (std::fclose(f) == 0) && ok;
   if (!ok)
   {
-    std::remove(path.c_str());
+    std::remove(partial.c_str());
     throw file_error(path, "write failed (disk full or I/O error)");
+  }
+  if (std::rename(partial.c_str(), path.c_str()) != 0)
+  {
+    int const err = errno;
+    std::remove(partial.c_str());
+    throw file_error(path, "cannot replace it: " +
+                               std::error_code(err, std::generic_category()).message());
   }
 }
 

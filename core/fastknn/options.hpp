@@ -4,11 +4,14 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 
 #include <fastknn/error.hpp>
 
@@ -92,6 +95,36 @@ struct SearchStats
 };
 
 /// Options of fastknn::search. The defaults suit most uses.
+/// A progress callback: any callable taking the fraction done (double). One that returns void
+/// only observes; one that returns bool asks the search to go on (true) or to stop (false).
+class ProgressCallback
+{
+public:
+  ProgressCallback() = default;
+  template <class F>
+  requires(std::invocable<F &, double> && !std::same_as<std::remove_cvref_t<F>, ProgressCallback>)
+      ProgressCallback(F f) // NOLINT(google-explicit-constructor): assigned from lambdas
+  {
+    if constexpr (std::is_constructible_v<bool, F const &>)
+      if (!static_cast<bool>(f)) // an empty std::function or a null pointer
+        return;
+    if constexpr (std::is_void_v<std::invoke_result_t<F &, double>>)
+      _f = [f = std::move(f)](double x) mutable
+      {
+        f(x);
+        return true;
+      };
+    else
+      _f = [f = std::move(f)](double x) mutable { return static_cast<bool>(f(x)); };
+  }
+  explicit operator bool() const { return static_cast<bool>(_f); }
+  /// Reports `fraction`; returns false when the callback asks to stop.
+  bool operator()(double fraction) const { return _f(fraction); }
+
+private:
+  std::function<bool(double)> _f;
+};
+
 struct SearchOptions
 {
   Metric metric = Metric::L2Squared;
@@ -102,8 +135,10 @@ struct SearchOptions
   std::size_t workspace_bytes = std::size_t(512) << 20;
   /// Refuse NaN/Inf input values (one pass over the data). Turn off only for data known finite.
   bool check_finite = true;
-  /// Called on the host with the fraction done (0..1) while a long search runs.
-  std::function<void(double)> progress;
+  /// Called on the host with the fraction done (0..1) while a long search runs (after the first
+  /// block of work, then at most ~5 times a second). A callback that returns bool stops the
+  /// search by returning false: the search throws fastknn::Cancelled within one block of work.
+  ProgressCallback progress;
   /// L2 metrics on integer data spanning at most 256 consecutive values (e.g. 8-bit images):
   /// score the pre-selection exactly with byte dot products where the backend has an
   /// instruction for them (AVX512-VNNI). Results are identical either way; false forces the

@@ -907,32 +907,37 @@ struct ExactScanKernel
   }
 };
 
-/// Reports progress at most a few times a second (fencing first, so the fraction is true).
+/// Reports progress after the first block of work, then at most a few times a second (fencing
+/// first, so the fraction is true); throws Cancelled when the callback asks to stop.
 class ProgressReporter
 {
 public:
-  explicit ProgressReporter(std::function<void(double)> const &cb) : _cb(cb) {}
+  explicit ProgressReporter(ProgressCallback const &cb) : _cb(cb) {}
   template <class ExecSpace>
   void update(ExecSpace const &space, double fraction)
   {
     if (!_cb)
       return;
     auto const now = std::chrono::steady_clock::now();
-    if (now - _last < std::chrono::milliseconds(200))
+    if (_reported && now - _last < std::chrono::milliseconds(200))
       return;
     space.fence("fastknn::search::progress");
     _last = now;
-    _cb(fraction);
+    _reported = true;
+    if (!_cb(fraction))
+      throw Cancelled("the search was stopped by its progress callback; no result was kept");
   }
+  /// The work is complete: the callback's answer no longer matters.
   void done()
   {
     if (_cb)
-      _cb(1.0);
+      static_cast<void>(_cb(1.0));
   }
 
 private:
-  std::function<void(double)> const &_cb;
-  std::chrono::steady_clock::time_point _last = std::chrono::steady_clock::now();
+  ProgressCallback const &_cb;
+  std::chrono::steady_clock::time_point _last{};
+  bool _reported = false;
 };
 
 /// Integer path: per row, |v|^2 - w sum(v) with v = x - lowest (exact in int32 for the
