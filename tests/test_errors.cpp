@@ -4,6 +4,7 @@
 #include "helpers.hpp"
 
 #include <catch2/catch_template_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
 #include <limits>
@@ -85,6 +86,19 @@ TEMPLATE_LIST_TEST_CASE("invalid arguments are refused with a clear message", "[
       x[i * 4] = std::numeric_limits<float>::quiet_NaN();
     opt.check_finite = false;
     expect_error<TestType>(x, 50, q, 6, 4, 4, 3, opt, "NaN or Inf");
+  }
+  SECTION("one NaN row among many with the check off: refused, every metric")
+  {
+    // One bad row among N > 4096 fills no result with sentinels (the candidate buffers fill
+    // with other rows), so only finding it on the way can refuse it.
+    std::size_t const big_n = 5000;
+    auto xb = random_matrix<float>(big_n, 4, 77);
+    xb[2345 * 4 + 1] = std::numeric_limits<float>::quiet_NaN();
+    opt.check_finite = false;
+    opt.metric = GENERATE(Metric::L2Squared, Metric::L1, Metric::InnerProduct, Metric::Cosine);
+    expect_error<TestType>(xb, big_n, q, 6, 4, 4, 3, opt, "NaN or Inf");
+    opt.check_finite = true;
+    expect_error<TestType>(xb, big_n, q, 6, 4, 4, 3, opt, "database row 2345 contains NaN");
   }
   SECTION("values whose squares overflow float")
   {

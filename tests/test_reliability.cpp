@@ -5,12 +5,15 @@
 
 #include <catch2/catch_template_test_macros.hpp>
 #include <catch2/generators/catch_generators.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
 
 #include <Kokkos_Random.hpp>
 
 #include <sys/resource.h>
 
+#include <cmath>
 #include <limits>
+#include <random>
 
 using namespace fastknn;
 using namespace fastknn::test;
@@ -31,6 +34,128 @@ TEMPLATE_LIST_TEST_CASE("denormal values give the right answer", "[reliability]"
   INFO(c.first_problem);
   CHECK(c.wrong_index == 0);
   CHECK(c.bad_value == 0);
+}
+
+TEMPLATE_LIST_TEST_CASE("cosine: a row whose norm is subnormal is scored, not lost",
+                        "[reliability][underflow]", EnabledSpaces)
+{
+  // Row 123 points the first query's way, scaled to 1e-39 (subnormal floats): its norm is below
+  // 1 / FLT_MAX, so 1/|x| does not fit a float. It is the best match and must come first.
+  std::size_t const n = 300, d = 8;
+  auto x = random_matrix<float>(n, d, 51, -1.0, 1.0);
+  auto q = random_matrix<float>(2, d, 52, -1.0, 1.0);
+  for (std::size_t p = 0; p < d; ++p)
+    x[123 * d + p] = q[p] * 1e-39f;
+  SearchOptions opt;
+  opt.metric = Metric::Cosine;
+  auto r = run_search<TestType>(x, n, q, 2, d, 3, opt);
+  CHECK(r.idx(0, 0) == 123);
+  auto c = compare_with_reference(r, x, n, q, d, opt);
+  INFO(c.first_problem);
+  CHECK(c.wrong_index == 0);
+  CHECK(c.index_differs == 0);
+  CHECK(c.bad_value == 0);
+}
+
+TEMPLATE_LIST_TEST_CASE("values whose products underflow are ranked exactly, every metric",
+                        "[reliability][underflow]", EnabledSpaces)
+{
+  std::size_t const n = 400, nq = 9, d = 24;
+  SearchOptions opt;
+  opt.metric =
+      GENERATE(Metric::L2Squared, Metric::L2, Metric::L1, Metric::InnerProduct, Metric::Cosine);
+  auto x = random_matrix<float>(n, d, 61, -1.0, 1.0);
+  auto q = random_matrix<float>(nq, d, 62, -1.0, 1.0);
+  auto const family = GENERATE(as<std::string>{}, "partial", "detail");
+  INFO(family);
+  if (family == "partial")
+  {
+    // ~1e-20: normal floats whose squares and products (~1e-40) are subnormal.
+    for (auto &v : x)
+      v *= 1e-20f;
+    for (auto &v : q)
+      v *= 1e-20f;
+  }
+  else
+  {
+    // O(1) coordinates shared by every row and query, detail of ~1e-25 in the others: the
+    // ranking is decided by the detail alone, whose squares (~1e-50) underflow to zero.
+    for (std::size_t i = 0; i < n * d; ++i)
+      x[i] = i % d < d / 2 ? float(1 + i % d) : x[i] * 1e-25f;
+    for (std::size_t i = 0; i < nq * d; ++i)
+      q[i] = i % d < d / 2 ? float(1 + i % d) : q[i] * 1e-25f;
+  }
+  auto r = run_search<TestType>(x, n, q, nq, d, 5, opt);
+  auto c = compare_with_reference(r, x, n, q, d, opt, 1e-5);
+  INFO(c.first_problem);
+  CHECK(c.wrong_index == 0);
+  CHECK(c.index_differs == 0);
+  CHECK(c.bad_value == 0);
+}
+
+TEMPLATE_LIST_TEST_CASE("near-equidistant points at 1e-21: products underflow, the answer does not",
+                        "[reliability][underflow]", EnabledSpaces)
+{
+  // Row i at distance 1e-21 (1 + 1e-4 i) from the query: the true order is the index order.
+  // The float products (~1e-42) are subnormal, so each carries an absolute error (~1e-45) that
+  // no relative bound covers, larger than the gaps the proof relies on.
+  std::size_t const n = 400, d = 16;
+  std::vector<double> xd(n * d);
+  std::mt19937_64 gen(71);
+  std::normal_distribution<double> g;
+  for (std::size_t i = 0; i < n; ++i)
+  {
+    double norm = 0;
+    for (std::size_t p = 0; p < d; ++p)
+      norm += (xd[i * d + p] = g(gen)) * xd[i * d + p];
+    double const radius = 1e-21 * (1.0 + 1e-4 * double(i));
+    for (std::size_t p = 0; p < d; ++p)
+      xd[i * d + p] *= radius / std::sqrt(norm);
+  }
+  std::vector<float> x(xd.begin(), xd.end()), q(d, 0.0f);
+  SearchOptions opt;
+  opt.metric = GENERATE(Metric::L2Squared, Metric::L2);
+  auto r = run_search<TestType>(x, n, q, 1, d, 5, opt);
+  for (int j = 0; j < 5; ++j)
+    CHECK(r.idx(0, j) == j);
+  auto c = compare_with_reference(r, x, n, q, d, opt, 1e-6);
+  INFO(c.first_problem);
+  CHECK(c.wrong_index == 0);
+  CHECK(c.index_differs == 0);
+}
+
+TEMPLATE_LIST_TEST_CASE("values at the edge of the overflow refusal: exact below, refused above",
+                        "[reliability][limits]", EnabledSpaces)
+{
+  auto const d = GENERATE(std::size_t(1), std::size_t(8), std::size_t(100000));
+  std::size_t const n = d > 1000 ? 40 : 300, nq = 3;
+  SearchOptions opt;
+  opt.metric = GENERATE(Metric::L2Squared, Metric::L1, Metric::InnerProduct, Metric::Cosine);
+  bool const mixed = GENERATE(false, true); // every other value tiny (1e-30) instead of huge
+  INFO("d = " << d << ", mixed " << mixed);
+  // The refusal threshold of the float path (search.hpp): sqrt(FLT_MAX / 64 D) for the metrics
+  // that take products, FLT_MAX / 4 D for L1.
+  double const t_max = double(std::numeric_limits<float>::max());
+  double const limit =
+      opt.metric == Metric::L1 ? t_max / (4.0 * double(d)) : std::sqrt(t_max / (64.0 * double(d)));
+  auto x = random_matrix<float>(n, d, 81, -1.0, 1.0);
+  auto q = random_matrix<float>(nq, d, 82, -1.0, 1.0);
+  auto const scale = [&](std::vector<float> &v)
+  {
+    for (std::size_t i = 0; i < v.size(); ++i)
+      v[i] = float(double(v[i]) * (mixed && i % 2 == 1 ? 1e-30 : limit * 0.999));
+  };
+  scale(x);
+  scale(q);
+  auto r = run_search<TestType>(x, n, q, nq, d, 5, opt);
+  auto c = compare_with_reference(r, x, n, q, d, opt);
+  INFO(c.first_problem);
+  CHECK(c.wrong_index == 0);
+  CHECK(c.index_differs == 0);
+  CHECK(c.bad_value == 0);
+  x[n / 2 * d] = float(limit * 1.001);
+  CHECK_THROWS_WITH(run_search<TestType>(x, n, q, nq, d, 5, opt),
+                    Catch::Matchers::ContainsSubstring("overflows"));
 }
 
 TEMPLATE_LIST_TEST_CASE("all-identical points return the lowest indices", "[reliability]",

@@ -133,7 +133,9 @@ struct SearchOptions
   bool exclude_self = false;
   /// Upper bound in bytes on the scratch memory one search allocates besides inputs and outputs.
   std::size_t workspace_bytes = std::size_t(512) << 20;
-  /// Refuse NaN/Inf input values (one pass over the data). Turn off only for data known finite.
+  /// Name the first row with a NaN/Inf value in the error. Non-finite values are refused either
+  /// way (the pass over the data that finds them is one every search needs); false gives a
+  /// shorter message and saves nothing, and is kept for existing code.
   bool check_finite = true;
   /// Called on the host with the fraction done (0..1) while a long search runs (after the first
   /// block of work, then at most ~5 times a second). A callback that returns bool stops the

@@ -158,7 +158,12 @@ struct RowPass
     if constexpr (uses_centring(M))
       aux(i) = static_cast<T>(n2);
     else if constexpr (M == Metric::Cosine)
-      aux(i) = n2 > 0 ? static_cast<T>(1.0 / Kokkos::sqrt(n2)) : T(0);
+      // Clamped where 1/|x| exceeds T (a norm below 1/FLT_MAX in float): the fast scores stay
+      // finite, and the underflow term, which sees the clamp, sends such a search to the exact
+      // scan rather than trust them.
+      aux(i) = n2 > 0 ? static_cast<T>(Kokkos::min(1.0 / Kokkos::sqrt(n2),
+                                                   double(Kokkos::Experimental::finite_max_v<T>)))
+                      : T(0);
     else if constexpr (M == Metric::InnerProduct)
       aux(i) = static_cast<T>(Kokkos::sqrt(n2));
     else
@@ -703,10 +708,31 @@ struct FinalizeKernel
   std::size_t d, q0, n, n_eligible;
   int k, kept;
   double x_norm_max;
-  bool exact_scores;  // the pre-selection scores are exact values rounded once to T
-  double exact_below; // ... and need no re-scoring below this (where T holds them exactly)
-  int segments;       // query ql's (merged) buffer is row ql * segments
-  bool by_row;        // leave the re-scoring to the database-row pass
+  double x_inv_norm_max; // cosine: the largest 1/|x| (for the underflow term)
+  bool exact_scores;     // the pre-selection scores are exact values rounded once to T
+  double exact_below;    // ... and need no re-scoring below this (where T holds them exactly)
+  int segments;          // query ql's (merged) buffer is row ql * segments
+  bool by_row;           // leave the re-scoring to the database-row pass
+
+  /// The query's norm as the error bound takes it (|q - centre| for L2, |q| otherwise; cosine's
+  /// per-row value is 1/|q|, L1 has none).
+  KOKKOS_FUNCTION double q_norm(std::size_t qg) const
+  {
+    double const a = q_aux(qg);
+    if constexpr (uses_centring(M))
+      return Kokkos::sqrt(a);
+    else if constexpr (M == Metric::Cosine)
+      return 1.0 / a;
+    else
+      return a;
+  }
+
+  /// The query's underflow term (detail::underflow_bound).
+  KOKKOS_FUNCTION double absolute(std::size_t qg) const
+  {
+    double const q_inv = M == Metric::Cosine ? double(q_aux(qg)) : 0.0;
+    return underflow_bound<M, T>(q_norm(qg), x_norm_max, q_inv, x_inv_norm_max, d);
+  }
 
   /// Bound on |fast - exact| for every candidate scoring at most the largest kept score.
   /// Exact scores carry only the final rounding to T (relative u); twice that for safety.
@@ -714,10 +740,7 @@ struct FinalizeKernel
   {
     if (exact_scores)
       return 2 * unit_roundoff<T>() * Kokkos::fabs(largest_kept);
-    double q_norm = q_aux(qg);
-    if constexpr (uses_centring(M))
-      q_norm = Kokkos::sqrt(q_norm);
-    return error_bound<M, T>(largest_kept, q_norm, x_norm_max, d);
+    return error_bound<M, T>(largest_kept, q_norm(qg), x_norm_max, d, absolute(qg));
   }
 
   /// Lower bound on the exact score of every discarded row (see detail::discarded_floor).
@@ -725,10 +748,7 @@ struct FinalizeKernel
   {
     if (exact_scores)
       return largest_kept - bound(qg, largest_kept);
-    double q_norm = q_aux(qg);
-    if constexpr (uses_centring(M))
-      q_norm = Kokkos::sqrt(q_norm);
-    return detail::discarded_floor<M, T>(largest_kept, q_norm, x_norm_max, d);
+    return detail::discarded_floor<M, T>(largest_kept, q_norm(qg), x_norm_max, d, absolute(qg));
   }
 
   KOKKOS_FUNCTION void operator()(Prepare, std::size_t ql) const
@@ -1032,6 +1052,7 @@ struct Prepared
   Kokkos::View<T *, MS> x_aux, q_aux;     // per-row values of the float fast score
   Kokkos::View<std::int32_t *, MS> x_int; // integer path: |x - lowest|^2 per database row
   double x_norm_max = 0;                  // max |x - centre|, for the error bound
+  double x_inv_norm_max = 0;              // cosine: 1 / min |x|, for the underflow term
   double lowest = 0;                      // smallest value of both sets (integer path)
 };
 
@@ -1285,6 +1306,7 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
                                                 k,
                                                 kept,
                                                 prep.x_norm_max,
+                                                prep.x_inv_norm_max,
                                                 P::exact,
                                                 exact_below,
                                                 segs,
@@ -1418,15 +1440,19 @@ auto search_impl(ExecSpace const &space, XV const &database,
   RowStats qs{};
   Kokkos::parallel_reduce("fastknn::search::check_queries", Range(space, 0, q),
                           RowPass<M, QV, T>{queries, prep.centre, prep.q_aux, d}, qs);
+  // The pass that computes the norms finds non-finite values whatever check_finite says, so
+  // they are refused either way (a NaN row would otherwise vanish from every result: its scores
+  // never compare); check_finite = false only leaves out which row it is.
   if (opt.check_finite)
   {
     require(xs.first_bad < 0, "database row " + std::to_string(xs.first_bad) +
-                                  " contains NaN or Inf; clean the data (or set "
-                                  "check_finite = false to skip this check)");
-    require(qs.first_bad < 0, "query row " + std::to_string(qs.first_bad) +
-                                  " contains NaN or Inf; clean the data (or set "
-                                  "check_finite = false to skip this check)");
+                                  " contains NaN or Inf; clean the data");
+    require(qs.first_bad < 0,
+            "query row " + std::to_string(qs.first_bad) + " contains NaN or Inf; clean the data");
   }
+  require(xs.first_bad < 0 && qs.first_bad < 0,
+          "some distances are NaN or Inf (non-finite input with check_finite = false); clean the "
+          "data");
   // The fast score must not overflow T (squares for dot products, sums for L1): refuse such
   // inputs rather than return a wrong answer.
   double const t_max = double(Kokkos::Experimental::finite_max_v<T>);
@@ -1445,6 +1471,7 @@ auto search_impl(ExecSpace const &space, XV const &database,
                               "for it; remove zero rows or use the inner product");
   }
   prep.x_norm_max = Kokkos::sqrt(xs.max_norm2);
+  prep.x_inv_norm_max = 1.0 / Kokkos::sqrt(xs.min_norm2);
   prep.lowest = Kokkos::min(xs.min_val, qs.min_val);
   double const highest = Kokkos::max(xs.max_val, qs.max_val);
 

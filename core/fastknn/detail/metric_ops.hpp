@@ -156,27 +156,66 @@ KOKKOS_INLINE_FUNCTION double l2_error_factor(std::size_t d)
   return 2 * (gamma_n<T>(double(d) + 2) + gamma_n<double>(double(d) + 2) + 6 * u);
 }
 
+/// The smallest positive (subnormal) value of T, as a double.
+template <class T>
+KOKKOS_INLINE_FUNCTION constexpr double smallest_subnormal()
+{
+  return sizeof(T) == 4 ? 0x1p-149 : 0x1p-1074;
+}
+
+/// The absolute part of the bound on |fast - exact|. A rounding whose result falls below T's
+/// normal range errs by up to half the smallest subnormal whatever the result's size, which no
+/// relative term covers (values ~1e-20 have subnormal products in float). A fast score takes at
+/// most D + 2 such roundings in its accumulator (products or fused multiply-adds and the final
+/// sums), one per coordinate in each conversion to T (weighing at most sqrt(D) times the other
+/// row's norm), and a few in the per-row values and the combination; the double re-scoring
+/// adds the same with double's subnormal. Cosine scales the accumulator by 1/|q| and 1/|x|:
+/// x_inv_norm_max is the largest 1/|x| (in double; when it or 1/|q| exceeds what T holds, some
+/// per-row value is clamped and no bound holds: infinity). Twice the count, as error_bound.
+template <Metric M, class T>
+KOKKOS_INLINE_FUNCTION double underflow_bound(double q_norm, double x_norm_max, double q_inv_norm,
+                                              double x_inv_norm_max, std::size_t d)
+{
+  double const h = smallest_subnormal<T>() / 2 + smallest_subnormal<double>() / 2;
+  double const dd = double(d);
+  if constexpr (M == Metric::L1)
+    return 2 * h * (2 * dd + 2);
+  double const acc = h * (Kokkos::sqrt(dd) * (q_norm + x_norm_max) + dd + 2);
+  if constexpr (M == Metric::L2 || M == Metric::L2Squared)
+    return 2 * (2 * acc + 4 * h);
+  else if constexpr (M == Metric::InnerProduct)
+    return 2 * (acc + h);
+  else
+  {
+    double const big = Kokkos::Experimental::finite_max_v<T>;
+    if (!(q_inv_norm < big) || !(x_inv_norm_max < big)) // clamped: see summarise_rows
+      return Kokkos::Experimental::infinity_v<double>;
+    return 2 * (acc * q_inv_norm * x_inv_norm_max + 4 * h);
+  }
+}
+
 /// Bound on |fast score - exact score| for every candidate of a query whose fast score is >=
 /// a_kept. q_norm and x_norm_max are |q| and max |x| of the (centred, for L2) rows. Twice the
 /// worst-case error analysis (dot product gamma_{D+2}, norms, centring round-off, the double
 /// recomputation), so ordinary rounding in the bound itself cannot make it fail.
+/// `absolute` is underflow_bound's term for this query, added to the relative one.
 template <Metric M, class T>
 KOKKOS_INLINE_FUNCTION double error_bound(double a_kept, double q_norm, double x_norm_max,
-                                          std::size_t d)
+                                          std::size_t d, double absolute)
 {
   double const u = unit_roundoff<T>();
   double const g = gamma_n<T>(double(d) + 2) + gamma_n<double>(double(d) + 2);
   if constexpr (M == Metric::L2 || M == Metric::L2Squared)
   {
     double const s = q_norm + x_norm_max;
-    return l2_error_factor<T>(d) * s * s;
+    return l2_error_factor<T>(d) * s * s + absolute;
   }
   else if constexpr (M == Metric::InnerProduct)
-    return 2 * (g + 2 * u) * q_norm * x_norm_max;
+    return 2 * (g + 2 * u) * q_norm * x_norm_max + absolute;
   else if constexpr (M == Metric::Cosine)
-    return 2 * (2 * g + 8 * u);
+    return 2 * (2 * g + 8 * u) + absolute;
   else
-    return 2 * (g + u) * Kokkos::fabs(a_kept);
+    return 2 * (g + u) * Kokkos::fabs(a_kept) + absolute;
 }
 
 /// A lower bound on the exact score of every row the pre-selection discarded (fast score at
@@ -190,9 +229,9 @@ KOKKOS_INLINE_FUNCTION double error_bound(double a_kept, double q_norm, double x
 /// the norms covers their rounding (the query's is stored in T).
 template <Metric M, class T>
 KOKKOS_INLINE_FUNCTION double discarded_floor(double a_kept, double q_norm, double x_norm_max,
-                                              std::size_t d)
+                                              std::size_t d, double absolute)
 {
-  double const plain = a_kept - error_bound<M, T>(a_kept, q_norm, x_norm_max, d);
+  double const plain = a_kept - error_bound<M, T>(a_kept, q_norm, x_norm_max, d, absolute);
   if constexpr (!uses_centring(M))
     return plain;
   else
@@ -208,7 +247,7 @@ KOKKOS_INLINE_FUNCTION double discarded_floor(double a_kept, double q_norm, doub
     double const rho = (half_b + Kokkos::sqrt(disc)) / a * (1 + 1e-4);
     if (!(rho < x_norm_max))
       return plain;
-    double const floor = a_kept - e * (q + rho) * (1 + 1e-5) * (q + rho) * (1 + 1e-5);
+    double const floor = a_kept - e * (q + rho) * (1 + 1e-5) * (q + rho) * (1 + 1e-5) - absolute;
     double const gap = rho - q * (1 + 1e-5); // beyond rho: exact >= gap^2
     return gap > 0 && gap * gap >= floor && floor > plain ? floor : plain;
   }

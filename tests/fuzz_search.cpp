@@ -1,0 +1,401 @@
+// Differential fuzzer for fastknn::search: every input chooses a search (shapes, metric, float or
+// double, exclude_self, workspace budget) and data from an adversarial family; the result must
+// equal a float64 direct-difference reference (exact indices wherever the reference has no
+// near-tie at that rank) or be a refusal with fastknn::Error for a documented reason.
+//
+// The entry point is LLVMFuzzerTestOneInput, so a libFuzzer build can drive it. Built with the
+// project's compiler (g++: no libFuzzer, since Debian's Kokkos is built with GCC's OpenMP), its
+// own main() runs the given files, or random inputs for a time or a number of runs:
+//   fuzz_search [--seconds S] [--runs N] [--seed X] [--save DIR] [FILE...]
+// A finding prints the case, writes the input to DIR/finding-<hash> and exits with status 1.
+// See docs/fuzzing.md.
+
+#include <fastknn/fastknn.hpp>
+
+#include <Kokkos_Core.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace
+{
+
+using fastknn::Metric;
+
+/// Reads the input front to back; past its end every read is 0.
+struct Bytes
+{
+  std::uint8_t const *p;
+  std::size_t n, at = 0;
+  unsigned byte() { return at < n ? p[at++] : 0u; }
+  unsigned u16() { return byte() | (byte() << 8); }
+  std::uint64_t seed()
+  {
+    std::uint64_t h = 1469598103934665603ull; // FNV-1a over the rest of the input
+    for (; at < n; ++at)
+      h = (h ^ p[at]) * 1099511628211ull;
+    return h;
+  }
+};
+
+enum class Family
+{
+  uniform,
+  subnormal,  // values ~1e-39 .. 1e-41 (subnormal floats)
+  underflow,  // ~1e-20: normal floats whose products are subnormal
+  threshold,  // near the overflow refusal threshold of the float path
+  offset,     // a large common offset (1e6) plus small detail
+  duplicates, // few distinct rows, many exact copies
+  grid,       // small integers (the exact 8-bit path)
+  one_ulp,    // rows one ulp apart around one point
+  mixed,      // huge and tiny coordinates in one row
+  count
+};
+
+char const *family_name(Family f)
+{
+  static char const *names[] = {"uniform",    "subnormal", "underflow", "threshold", "offset",
+                                "duplicates", "grid",      "one_ulp",   "mixed"};
+  return names[int(f)];
+}
+
+struct Case
+{
+  Metric metric;
+  bool use_double, exclude_self;
+  std::size_t n, q, d;
+  int k;
+  std::size_t workspace;
+  Family family;
+  std::uint64_t seed;
+};
+
+Case decode(Bytes &in)
+{
+  Case c{};
+  unsigned const flags = in.byte();
+  c.metric = Metric(flags % 5);
+  c.use_double = (flags >> 3) & 1;
+  unsigned const shape = in.byte();
+  c.d = (shape & 3) == 0 ? 1 : 1 + in.byte() % 80; // D = 1 a quarter of the time
+  c.n = 1 + in.u16() % 600;
+  c.exclude_self = ((flags >> 4) & 1) && c.n >= 2;
+  c.q = c.exclude_self ? c.n : 1 + in.byte() % 40;
+  unsigned const kk = in.u16();
+  c.k = (shape >> 2) & 1 ? int(c.n) : 1 + int(kk % std::min<std::size_t>(c.n, 200));
+  if (c.exclude_self)
+    c.k = std::max(1, std::min(c.k, int(c.n) - 1));
+  c.workspace = (shape >> 3) & 1 ? std::size_t(64 + in.byte() * 4) << 10 : std::size_t(512) << 20;
+  c.family = Family(in.byte() % unsigned(Family::count));
+  c.seed = in.seed();
+  return c;
+}
+
+template <class T>
+void fill(Case const &c, std::vector<T> &x, std::vector<T> &q)
+{
+  std::mt19937_64 gen(c.seed);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  double const fmax = double(std::numeric_limits<float>::max());
+  double const limit =
+      c.metric == Metric::L1 ? fmax / (4.0 * double(c.d)) : std::sqrt(fmax / (64.0 * double(c.d)));
+  std::size_t const distinct = 1 + gen() % 5;
+  std::vector<double> base(c.d);
+  for (auto &v : base)
+    v = u(gen);
+  auto value = [&](std::size_t row, std::size_t p) -> double
+  {
+    switch (c.family)
+    {
+    case Family::uniform:
+      return u(gen);
+    case Family::subnormal:
+      return u(gen) * 1e-39 * std::pow(10.0, -double(gen() % 3));
+    case Family::underflow:
+      return u(gen) * 1e-20;
+    case Family::threshold:
+      return u(gen) * limit * (gen() % 2 ? 0.999 : 1.001);
+    case Family::offset:
+      return 1e6 + u(gen);
+    case Family::duplicates:
+    {
+      std::mt19937_64 g(c.seed ^ (row % distinct) * 0x9e3779b97f4a7c15ull ^ p);
+      return std::uniform_real_distribution<double>(-1.0, 1.0)(g);
+    }
+    case Family::grid:
+      return double(gen() % 256);
+    case Family::one_ulp:
+    {
+      float v = float(base[p]);
+      for (std::size_t s = gen() % 4; s > 0; --s)
+        v = std::nextafter(v, gen() % 2 ? 2.0f : -2.0f);
+      return v;
+    }
+    case Family::mixed:
+      return (p % 2 ? 1e-25 : 1e15) * u(gen);
+    default:
+      return 0;
+    }
+  };
+  x.resize(c.n * c.d);
+  for (std::size_t i = 0; i < c.n; ++i)
+    for (std::size_t p = 0; p < c.d; ++p)
+      x[i * c.d + p] = T(value(i, p));
+  if (c.exclude_self)
+    q = x;
+  else
+  {
+    q.resize(c.q * c.d);
+    for (std::size_t i = 0; i < c.q; ++i)
+      for (std::size_t p = 0; p < c.d; ++p)
+        q[i * c.d + p] = T(value(i, p));
+  }
+}
+
+/// float64 reference from direct differences (smaller is better, similarities negated).
+template <class T>
+double reference_score(Metric m, T const *a, T const *b, std::size_t d)
+{
+  double s = 0, aa = 0, bb = 0;
+  for (std::size_t p = 0; p < d; ++p)
+  {
+    double const x = a[p], y = b[p];
+    switch (m)
+    {
+    case Metric::L2Squared:
+    case Metric::L2:
+      s += (x - y) * (x - y);
+      break;
+    case Metric::L1:
+      s += std::fabs(x - y);
+      break;
+    default:
+      s += x * y;
+      aa += x * x;
+      bb += y * y;
+    }
+  }
+  if (m == Metric::L2)
+    return std::sqrt(s);
+  if (m == Metric::InnerProduct)
+    return -s;
+  if (m == Metric::Cosine)
+    return -s / (std::sqrt(aa) * std::sqrt(bb));
+  return s;
+}
+
+std::string describe(Case const &c)
+{
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "metric %s, %s, N = %zu, Q = %zu, D = %zu, k = %d, exclude_self %d, "
+                "workspace %zu, family %s",
+                std::string(fastknn::metric_name(c.metric)).c_str(),
+                c.use_double ? "double" : "float", c.n, c.q, c.d, c.k, int(c.exclude_self),
+                c.workspace, family_name(c.family));
+  return buf;
+}
+
+[[noreturn]] void finding(Case const &c, std::string const &what)
+{
+  std::fprintf(stderr, "fastknn fuzz_search: FINDING: %s\n  case: %s\n", what.c_str(),
+               describe(c).c_str());
+  std::fflush(stderr);
+  std::abort();
+}
+
+/// Refusals the documentation promises for valid calls on such data.
+bool expected_refusal(std::string const &msg)
+{
+  for (char const *ok : {"overflows", "all zeros", "too small for one tile"})
+    if (msg.find(ok) != std::string::npos)
+      return true;
+  return false;
+}
+
+struct Counts
+{
+  std::size_t runs = 0, refused = 0, checked_ranks = 0;
+} counts;
+
+template <class T>
+void run_case(Case const &c)
+{
+  std::vector<T> x, q;
+  fill(c, x, q);
+  fastknn::SearchOptions opt;
+  opt.metric = c.metric;
+  opt.exclude_self = c.exclude_self;
+  opt.workspace_bytes = c.workspace;
+  using Host = Kokkos::DefaultHostExecutionSpace;
+  using Unmanaged = Kokkos::View<T const **, Kokkos::LayoutRight, Kokkos::HostSpace,
+                                 Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  Unmanaged xv(x.data(), c.n, c.d), qv(q.data(), c.q, c.d);
+  fastknn::Neighbors<Host::memory_space, T> found;
+  try
+  {
+    found = fastknn::search(Host{}, xv, qv, c.k, opt);
+  }
+  catch (fastknn::Error const &e)
+  {
+    if (!expected_refusal(e.what()))
+      finding(c, std::string("unexpected refusal: ") + e.what());
+    ++counts.refused;
+    return;
+  }
+  if (found.indices.extent(0) != c.q || found.indices.extent(1) != std::size_t(c.k))
+    finding(c, "result has the wrong shape");
+  bool const similarity = c.metric == Metric::InnerProduct || c.metric == Metric::Cosine;
+  std::vector<double> ref(c.n);
+  std::vector<std::int32_t> order(c.n);
+  for (std::size_t i = 0; i < c.q; ++i)
+  {
+    for (std::size_t r = 0; r < c.n; ++r)
+      ref[r] = reference_score(c.metric, &q[i * c.d], &x[r * c.d], c.d);
+    // The library's contract: ranked by the value in T, ties by the smaller index.
+    order.resize(c.n);
+    std::iota(order.begin(), order.end(), 0);
+    if (c.exclude_self)
+      order.erase(order.begin() + std::ptrdiff_t(i));
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::int32_t a, std::int32_t b) { return T(ref[a]) < T(ref[b]); });
+    double scale = 0;
+    for (int j = 0; j < c.k; ++j)
+      scale = std::max(scale, std::fabs(ref[order[j]]));
+    // The reported values are the exact ones rounded to T: relative u, or up to T's smallest
+    // subnormal where they underflow. The margin covers the two float64 summation orders.
+    double const tol = c.use_double ? 1e-9 * scale + 1e-300 : 1e-6 * scale + 4 * 0x1p-149;
+    std::vector<char> seen(c.n, 0);
+    for (int j = 0; j < c.k; ++j)
+    {
+      std::int32_t const got = found.indices(i, j);
+      if (got < 0 || std::size_t(got) >= c.n)
+        finding(c, "index out of range");
+      if (seen[got]++)
+        finding(c, "an index appears twice in one result");
+      if (c.exclude_self && std::size_t(got) == i)
+        finding(c, "exclude_self returned the query itself");
+      double const want = ref[order[j]];
+      double const value = similarity ? -double(found.distances(i, j)) : found.distances(i, j);
+      if (!(std::fabs(value - want) <= tol) && std::getenv("FASTKNN_FUZZ_VERBOSE") != nullptr)
+        for (int jj = 0; jj < c.k; ++jj)
+          std::fprintf(stderr, "rank %d: got %d (%g, ref of it %g), reference %d (%g)\n", jj,
+                       found.indices(i, jj), double(found.distances(i, jj)),
+                       ref[found.indices(i, jj)], order[jj], ref[order[jj]]);
+      if (!(std::fabs(value - want) <= tol))
+        finding(c, "query " + std::to_string(i) + " rank " + std::to_string(j) + ": value " +
+                       std::to_string(value) + ", reference " + std::to_string(want));
+      // An index other than the reference's is right only at a near-tie in value.
+      if (got != order[j] && !(std::fabs(ref[got] - want) <= tol))
+        finding(c, "query " + std::to_string(i) + " rank " + std::to_string(j) + ": index " +
+                       std::to_string(got) + ", reference " + std::to_string(order[j]));
+      ++counts.checked_ranks;
+    }
+  }
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const *data, std::size_t size)
+{
+  static bool const started = []
+  {
+    setenv("OMP_PROC_BIND", "false", 0);
+    Kokkos::initialize();
+    std::atexit([] { Kokkos::finalize(); });
+    return true;
+  }();
+  (void)started;
+  Bytes in{data, size};
+  Case const c = decode(in);
+  ++counts.runs;
+  if (c.use_double)
+    run_case<double>(c);
+  else
+    run_case<float>(c);
+  return 0;
+}
+
+#ifndef FASTKNN_LIBFUZZER
+namespace
+{
+std::string save_dir = ".";
+std::vector<std::uint8_t> current;
+
+void save_current()
+{
+  std::uint64_t h = 1469598103934665603ull;
+  for (auto b : current)
+    h = (h ^ b) * 1099511628211ull;
+  char name[64];
+  std::snprintf(name, sizeof name, "/finding-%016llx", static_cast<unsigned long long>(h));
+  std::ofstream(save_dir + name, std::ios::binary)
+      .write(reinterpret_cast<char const *>(current.data()), std::streamsize(current.size()));
+  std::fprintf(stderr, "  input saved as %s%s\n", save_dir.c_str(), name);
+}
+} // namespace
+
+int main(int argc, char *argv[])
+{
+  double seconds = 0;
+  long long runs = -1;
+  std::uint64_t seed = 1;
+  std::vector<std::string> files;
+  for (int i = 1; i < argc; ++i)
+  {
+    std::string const a = argv[i];
+    if (a == "--seconds" && i + 1 < argc)
+      seconds = std::atof(argv[++i]);
+    else if (a == "--runs" && i + 1 < argc)
+      runs = std::atoll(argv[++i]);
+    else if (a == "--seed" && i + 1 < argc)
+      seed = std::strtoull(argv[++i], nullptr, 0);
+    else if (a == "--save" && i + 1 < argc)
+      save_dir = argv[++i];
+    else
+      files.push_back(a);
+  }
+  std::signal(SIGABRT,
+              [](int)
+              {
+                save_current();
+                std::_Exit(1);
+              });
+  for (auto const &f : files)
+  {
+    std::ifstream in(f, std::ios::binary);
+    current.assign(std::istreambuf_iterator<char>(in), {});
+    LLVMFuzzerTestOneInput(current.data(), current.size());
+  }
+  if (files.empty() && runs < 0 && seconds <= 0)
+    runs = 200;
+  std::mt19937_64 gen(seed);
+  auto const t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&]
+  { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  for (long long r = 0; (runs < 0 || r < runs) && (seconds <= 0 || elapsed() < seconds); ++r)
+  {
+    current.resize(8 + gen() % 24);
+    for (auto &b : current)
+      b = std::uint8_t(gen());
+    LLVMFuzzerTestOneInput(current.data(), current.size());
+  }
+  std::printf("fuzz_search: %zu searches in %.1f s (%zu refused as documented), %zu ranks "
+              "checked against the float64 reference, no finding\n",
+              counts.runs, elapsed(), counts.refused, counts.checked_ranks);
+  return 0;
+}
+#endif
