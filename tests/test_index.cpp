@@ -8,6 +8,9 @@
 #include <catch2/matchers/catch_matchers_string.hpp>
 
 #include <limits>
+#include <string>
+#include <thread>
+#include <vector>
 
 using namespace fastknn;
 using namespace fastknn::test;
@@ -167,3 +170,71 @@ TEMPLATE_LIST_TEST_CASE("Index and search on a LayoutLeft database", "[search][i
     CHECK(direct.value == expected.value);
   }
 }
+
+#ifdef KOKKOS_ENABLE_OPENMP
+TEST_CASE("one Index searched from several host threads at once, each with its own instance",
+          "[index][threads]")
+{
+  // The rule (README, "Use it"): an Index is read-only while it searches, so host threads may
+  // search it at the same time if each passes its own execution-space instance (Kokkos does not
+  // allow one instance to be used by two host threads at once).
+  using Space = Kokkos::OpenMP;
+  std::size_t const n = 3000, nq = 64, d = 20;
+  int const k = 7;
+  auto const x = random_matrix<float>(n, d, 91);
+  Space const main_space;
+  auto const xd = to_device(main_space, x, n, d);
+  Index<Space, Kokkos::View<float **, Kokkos::LayoutRight, Space::memory_space>> const index(
+      main_space, xd, Metric::L2);
+  SearchOptions opt;
+  opt.metric = Metric::L2;
+  constexpr int threads = 3, rounds = 4;
+  std::vector<std::vector<float>> queries;
+  std::vector<HostResult<float>> serial;
+  for (int t = 0; t < threads; ++t)
+  {
+    queries.push_back(random_matrix<float>(nq, d, 100 + unsigned(t)));
+    serial.push_back(
+        to_host(index.search(main_space, to_device(main_space, queries[t], nq, d), k, opt), nq, k));
+  }
+  std::vector<int> mismatches(threads, 0);
+  std::vector<std::string> errors(threads);
+  {
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back(
+          [&, t]
+          {
+            try
+            {
+              Space const own(1); // an instance of its own, one OpenMP thread
+              auto const qd = to_device(own, queries[t], nq, d);
+              for (int r = 0; r < rounds; ++r)
+              {
+                auto const found = index.search(own, qd, k, opt);
+                auto hi = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.indices);
+                auto hv = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.distances);
+                for (std::size_t i = 0; i < nq * std::size_t(k); ++i)
+                  mismatches[t] +=
+                      hi.data()[i] != serial[t].index[i] || hv.data()[i] != serial[t].value[i];
+              }
+            }
+            catch (std::exception const &e)
+            {
+              errors[t] = e.what();
+            }
+          });
+    for (auto &th : pool)
+      th.join();
+  }
+  for (int t = 0; t < threads; ++t)
+  {
+    INFO("thread " << t << ": " << errors[t]);
+    CHECK(errors[t].empty());
+    CHECK(mismatches[t] == 0);
+    auto const c = compare_with_reference(serial[t], x, n, queries[t], d, opt);
+    CHECK(c.wrong_index == 0);
+    CHECK(c.index_differs == 0);
+  }
+}
+#endif
