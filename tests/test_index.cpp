@@ -37,6 +37,7 @@ void check_same(
   INFO(c.first_problem);
   CHECK(c.bad_value == 0);
   CHECK(c.wrong_index == 0);
+  CHECK(c.index_differs == 0); // random data: no near-ties, so every index is the reference's
 }
 
 } // namespace
@@ -92,7 +93,7 @@ TEMPLATE_LIST_TEST_CASE("Index: integer data, queries inside, below and beyond i
   opt.stats = &stats;
   // Inside: the integer path with the norms prepared by the index.
   check_same(index, space, x, n, integer_matrix<float>(30, d, 92, 10, 200), 30, d, 9, opt);
-  bool const accelerated = backends::Int8Dot<TestType>::accelerated;
+  bool const accelerated = detail::integer_path_enabled<TestType>;
   CHECK(stats.integer_preselection == accelerated);
   // Reaching below the database's smallest value (still 256 values in all): the integer path
   // with norms relative to the queries' smallest value.
@@ -168,6 +169,11 @@ TEMPLATE_LIST_TEST_CASE("Index and search on a LayoutLeft database", "[search][i
     CHECK(viaindex.value == expected.value);
     CHECK(direct.index == expected.index);
     CHECK(direct.value == expected.value);
+    auto const c = compare_with_reference(expected, x, n, q, d, opt);
+    INFO(c.first_problem);
+    CHECK(c.wrong_index == 0);
+    CHECK(c.index_differs == 0);
+    CHECK(c.bad_value == 0);
   }
 }
 

@@ -21,7 +21,7 @@ namespace
 {
 
 template <class Space>
-constexpr bool accelerated = backends::Int8Dot<Space>::accelerated;
+constexpr bool accelerated = detail::integer_path_enabled<Space>;
 
 } // namespace
 

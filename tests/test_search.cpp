@@ -166,6 +166,7 @@ TEMPLATE_LIST_TEST_CASE("a small budget forces many tiles and gives the identica
   CHECK(a.value == b.value);
   auto c = compare_with_reference(b, x, n, q, d, small);
   CHECK(c.wrong_index == 0);
+  CHECK(c.index_differs == 0);
   CHECK(c.bad_value == 0);
 }
 
@@ -245,6 +246,10 @@ TEMPLATE_LIST_TEST_CASE("host convenience overload", "[search][host]", EnabledSp
   CHECK(host.indices == r.index);
   CHECK(host.distances == r.value);
   CHECK(host.queries == nq);
+  auto c = compare_with_reference(r, x, n, q, d, SearchOptions{});
+  CHECK(c.wrong_index == 0);
+  CHECK(c.index_differs == 0);
+  CHECK(c.bad_value == 0);
 }
 
 TEMPLATE_LIST_TEST_CASE("few queries split the database into runs with their own buffers",

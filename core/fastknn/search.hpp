@@ -982,13 +982,24 @@ void integer_norms(ExecSpace const &space, V const &data, double lowest, std::in
       });
 }
 
+/// Whether the exact integer pre-selection runs on this backend: where its kernel is faster
+/// than float. Test builds may define FASTKNN_TEST_FORCE_INTEGER_PATH to run it everywhere (with
+/// the generic kernel where the backend has no instruction for it), so that code is checked on
+/// every build against the reference.
+template <class ExecSpace>
+inline constexpr bool integer_path_enabled =
+#ifdef FASTKNN_TEST_FORCE_INTEGER_PATH
+    true;
+#else
+    backends::Int8Dot<ExecSpace>::accelerated;
+#endif
+
 /// Whether integer data spanning [lo, hi] takes the exact byte path for metric M on ExecSpace.
 template <Metric M, class ExecSpace>
 bool integer_eligible(RowStats const &s, double lo, double hi, std::size_t d)
 {
-  return uses_centring(M) && backends::Int8Dot<ExecSpace>::accelerated && s.integral &&
-         s.first_bad < 0 && hi - lo <= 255 && d >= 8 &&
-         d <= Int8Scores<float, ExecSpace>::max_dimension;
+  return uses_centring(M) && integer_path_enabled<ExecSpace> && s.integral && s.first_bad < 0 &&
+         hi - lo <= 255 && d >= 8 && d <= Int8Scores<float, ExecSpace>::max_dimension;
 }
 
 /// What one pass over the database finds out (independent of the queries): the centre, the
