@@ -188,7 +188,7 @@ KOKKOS_INLINE_FUNCTION double underflow_bound(double q_norm, double x_norm_max, 
   else
   {
     double const big = Kokkos::Experimental::finite_max_v<T>;
-    if (!(q_inv_norm < big) || !(x_inv_norm_max < big)) // clamped: see summarise_rows
+    if (!(q_inv_norm < big) || !(x_inv_norm_max < big)) // clamped: see RowPass (cosine)
       return Kokkos::Experimental::infinity_v<double>;
     return 2 * (acc * q_inv_norm * x_inv_norm_max + 4 * h);
   }
