@@ -1,0 +1,380 @@
+"""scikit-learn estimators backed by fastknn's exact search.
+
+    from fastknn.sklearn import KNeighborsClassifier   # instead of sklearn.neighbors'
+    clf = KNeighborsClassifier(n_neighbors=5).fit(X_train, y_train)
+    clf.score(X_test, y_test)
+
+The parameters, defaults and methods are scikit-learn's (1.2). What differs:
+- the search is always fastknn's exact brute force: `algorithm` and `leaf_size` are accepted
+  and ignored (every algorithm scikit-learn offers gives the exact answer too; fastknn's ties go
+  to the smaller training index);
+- metrics: "minkowski" with p = 1 or 2, "euclidean"/"l2", "manhattan"/"cityblock"/"l1",
+  "sqeuclidean" and "cosine" (1 - cosine similarity; rows of zeros are refused with an error,
+  where scikit-learn gives them distance 1). Others raise ValueError; `metric_params` must be
+  None;
+- `n_jobs` is the number of OpenMP threads (None or -1: all);
+- `radius_neighbors` and `radius_neighbors_graph` raise NotImplementedError (fastknn searches by
+  count, not by radius);
+- dense input only (a sparse matrix raises TypeError).
+"""
+
+import numbers
+import warnings
+
+import numpy as np
+from scipy import sparse
+from sklearn.base import BaseEstimator, ClassifierMixin, MultiOutputMixin, RegressorMixin
+from sklearn.exceptions import DataConversionWarning
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from . import Index
+
+__all__ = ["NearestNeighbors", "KNeighborsClassifier", "KNeighborsRegressor"]
+
+# scikit-learn's metric names -> (fastknn metric, how fastknn's value becomes the distance)
+_METRICS = {
+    "euclidean": "l2", "l2": "l2",
+    "manhattan": "l1", "cityblock": "l1", "l1": "l1",
+    "sqeuclidean": "sqeuclidean",
+    "cosine": "cosine",
+}
+
+
+def _fastknn_metric(metric, p, metric_params):
+    if metric_params:
+        raise ValueError(f"metric_params={metric_params!r} is not supported by fastknn; pass "
+                         "metric_params=None")
+    if callable(metric):
+        raise ValueError("callable metrics are not supported by fastknn; use one of "
+                         f"{sorted(_METRICS) + ['minkowski']}")
+    if metric == "minkowski":
+        if p == 2:
+            return "l2"
+        if p == 1:
+            return "l1"
+        raise ValueError(f"metric='minkowski' with p={p!r} is not supported by fastknn; use "
+                         "p=1 (manhattan) or p=2 (euclidean)")
+    if metric not in _METRICS:
+        raise ValueError(f"metric={metric!r} is not supported by fastknn; use one of "
+                         f"{sorted(_METRICS) + ['minkowski']}")
+    return _METRICS[metric]
+
+
+def _threads(n_jobs):
+    if n_jobs is None or n_jobs == -1:
+        return None
+    if not isinstance(n_jobs, numbers.Integral) or n_jobs == 0 or n_jobs < -1:
+        raise ValueError(f"n_jobs={n_jobs!r}: use None, -1 or a positive number of threads")
+    return int(n_jobs)
+
+
+def _get_weights(dist, weights):
+    """Neighbour weights as scikit-learn computes them (None for uniform)."""
+    if weights in (None, "uniform"):
+        return None
+    if weights == "distance":
+        with np.errstate(divide="ignore"):
+            w = 1.0 / dist
+        inf_mask = np.isinf(w)
+        inf_row = np.any(inf_mask, axis=1)
+        w[inf_row] = inf_mask[inf_row]  # a query on a training point: only exact matches count
+        return w
+    if callable(weights):
+        return weights(dist)
+    raise ValueError("weights not recognized: should be 'uniform', 'distance', or a callable "
+                     "function")
+
+
+class _FastKNNBase(BaseEstimator):
+    """fit / kneighbors / kneighbors_graph shared by the three estimators."""
+
+    def _fit_data(self, X, y=None, **check):
+        if y is None:
+            X = self._validate_data(X, dtype=[np.float64, np.float32], order="C")
+        else:
+            X, y = self._validate_data(X, y, dtype=[np.float64, np.float32], order="C",
+                                       multi_output=True, **check)
+        if not (isinstance(self.n_neighbors, numbers.Integral) and self.n_neighbors > 0):
+            raise ValueError(f"Expected n_neighbors > 0. Got {self.n_neighbors!r}")
+        self.effective_metric_ = _fastknn_metric(self.metric, self.p, self.metric_params)
+        _threads(self.n_jobs)
+        self._fit_X = X
+        self.n_samples_fit_ = X.shape[0]
+        self._build_index()
+        return X, y
+
+    def _build_index(self):
+        # The pass over the training points every search needs runs once, here. Cosine: rows of
+        # zeros (undefined for fastknn) are at cosine distance 1 from everything, as in
+        # scikit-learn; the index holds the other rows and kneighbors merges the two.
+        X = self._fit_X
+        self._zero_rows = None
+        if self.effective_metric_ == "cosine":
+            zero = ~np.any(X != 0, axis=1)
+            if zero.any():
+                self._zero_rows = np.flatnonzero(zero)
+                self._nonzero_rows = np.flatnonzero(~zero)
+                X = X[self._nonzero_rows]
+        self._index = (Index(X, self.effective_metric_, _threads(self.n_jobs))
+                       if X.shape[0] > 0 else None)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_index", None)  # refers to _fit_X; rebuilt after unpickling
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if "_fit_X" in state:
+            self._build_index()
+
+    def _search(self, Q, k, query_is_train):
+        if self._zero_rows is None:
+            Q = Q.astype(self._index.dtype, copy=False)
+            return self._index.search(Q, k, exclude_self=query_is_train)
+        return self._search_with_zero_rows(Q, k, query_is_train)
+
+    def _search_with_zero_rows(self, Q, k, query_is_train):
+        """Cosine with rows of zeros in the training set: fastknn's top k among the other rows,
+        merged with the zero rows (similarity 0) by (similarity, index)."""
+        n_q = Q.shape[0]
+        q_zero = ~np.any(Q != 0, axis=1)
+        dtype = self._fit_X.dtype
+        parts_s, parts_i = [], []
+        # Non-zero queries against the non-zero training rows.
+        if self._index is not None and (~q_zero).any():
+            nz_q = np.flatnonzero(~q_zero)
+            room = self._index.size - (1 if query_is_train else 0)
+            kk = min(k, room)
+            s_nz = np.full((n_q, kk), -np.inf)
+            i_nz = np.full((n_q, kk), -1, dtype=np.int64)
+            if kk > 0:
+                if query_is_train:  # the queries are the index's own rows: exclude_self
+                    s, i = self._index.search(self._fit_X[self._nonzero_rows], kk,
+                                              exclude_self=True)
+                    pos = np.searchsorted(self._nonzero_rows, nz_q)
+                    s, i = s[pos], i[pos]
+                else:
+                    s, i = self._index.search(Q[nz_q].astype(dtype, copy=False), kk)
+                s_nz[nz_q] = s
+                i_nz[nz_q] = self._nonzero_rows[i]
+            parts_s.append(s_nz)
+            parts_i.append(i_nz)
+        # Every other pair has similarity 0: zero training rows for every query, and every
+        # training row for a zero query. The first k + 1 such rows by index are enough.
+        rows = np.arange(self.n_samples_fit_)
+        first_zero = self._zero_rows[: k + 1]
+        z_s = np.zeros((n_q, first_zero.size))
+        z_i = np.broadcast_to(first_zero, (n_q, first_zero.size)).copy()
+        parts_s.append(z_s)
+        parts_i.append(z_i)
+        if q_zero.any():
+            all_first = rows[: k + 1]
+            a_s = np.where(q_zero[:, None], 0.0, -np.inf) * np.ones((1, all_first.size))
+            a_i = np.broadcast_to(all_first, (n_q, all_first.size)).copy()
+            parts_s.append(a_s)
+            parts_i.append(a_i)
+        sims = np.concatenate(parts_s, axis=1)
+        inds = np.concatenate(parts_i, axis=1)
+        if query_is_train:  # never the query's own row
+            sims[inds == np.arange(n_q)[:, None]] = -np.inf
+        sims[inds < 0] = -np.inf
+        # Best first: larger similarity, then smaller index; drop duplicates of an index.
+        out_s = np.empty((n_q, k), dtype=dtype)
+        out_i = np.empty((n_q, k), dtype=np.int64)
+        for qi in range(n_q):
+            o = np.lexsort((inds[qi], -sims[qi]))
+            seen = set()
+            j = 0
+            for t in o:
+                idx = inds[qi, t]
+                if idx in seen or sims[qi, t] == -np.inf:
+                    continue
+                seen.add(idx)
+                out_s[qi, j] = sims[qi, t]
+                out_i[qi, j] = idx
+                j += 1
+                if j == k:
+                    break
+        return out_s, out_i
+
+    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+        """Distances and indices of the n_neighbors nearest training points of each row of X
+        (X=None: of each training point, itself excluded), nearest first."""
+        check_is_fitted(self)
+        if n_neighbors is None:
+            n_neighbors = self.n_neighbors
+        elif not isinstance(n_neighbors, numbers.Integral) or n_neighbors <= 0:
+            raise ValueError(f"Expected n_neighbors > 0. Got {n_neighbors!r}")
+        n_neighbors = int(n_neighbors)
+        query_is_train = X is None
+        if query_is_train:
+            Q = self._fit_X
+        else:
+            Q = self._validate_data(X, dtype=[np.float64, np.float32], order="C", reset=False)
+        room = self.n_samples_fit_ - (1 if query_is_train else 0)
+        if n_neighbors > room:
+            raise ValueError(f"Expected n_neighbors <= n_samples_fit, but n_neighbors = "
+                             f"{n_neighbors + (1 if query_is_train else 0)}, n_samples_fit = "
+                             f"{self.n_samples_fit_}, n_samples = {Q.shape[0]}")
+        dist, ind = self._search(Q, n_neighbors, query_is_train)
+        if not return_distance:
+            return ind
+        if self.effective_metric_ == "cosine":
+            dist = 1.0 - dist  # similarity -> scikit-learn's cosine distance
+            np.maximum(dist, 0, out=dist)
+        return dist, ind
+
+    def kneighbors_graph(self, X=None, n_neighbors=None, mode="connectivity"):
+        """Sparse (n_queries, n_samples_fit) graph of the k nearest neighbours (CSR)."""
+        if mode == "connectivity":
+            ind = self.kneighbors(X, n_neighbors, return_distance=False)
+            data = np.ones(ind.size)
+        elif mode == "distance":
+            dist, ind = self.kneighbors(X, n_neighbors, return_distance=True)
+            data = np.ravel(dist)
+        else:
+            raise ValueError(f'Unsupported mode, must be one of "connectivity", or "distance" '
+                             f'but got "{mode}" instead')
+        n_queries, k = ind.shape
+        indptr = np.arange(0, n_queries * k + 1, k)
+        return sparse.csr_matrix((data, ind.ravel(), indptr),
+                                 shape=(n_queries, self.n_samples_fit_))
+
+    def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False):
+        """Not implemented: fastknn searches by count (kneighbors), not by radius."""
+        raise NotImplementedError("fastknn searches by neighbour count; radius_neighbors is not "
+                                  "implemented (use sklearn.neighbors for radius queries)")
+
+    def radius_neighbors_graph(self, X=None, radius=None, mode="connectivity",
+                               sort_results=False):
+        """Not implemented: fastknn searches by count (kneighbors_graph), not by radius."""
+        raise NotImplementedError("fastknn searches by neighbour count; radius_neighbors_graph "
+                                  "is not implemented")
+
+
+class NearestNeighbors(_FastKNNBase):
+    """Unsupervised nearest neighbours (scikit-learn's NearestNeighbors), exact, by fastknn."""
+
+    def __init__(self, *, n_neighbors=5, radius=1.0, algorithm="auto", leaf_size=30,
+                 metric="minkowski", p=2, metric_params=None, n_jobs=None):
+        self.n_neighbors = n_neighbors
+        self.radius = radius
+        self.algorithm = algorithm
+        self.leaf_size = leaf_size
+        self.metric = metric
+        self.p = p
+        self.metric_params = metric_params
+        self.n_jobs = n_jobs
+
+    def fit(self, X, y=None):
+        """Stores X (float32 or float64, C-ordered) and prepares the search over it."""
+        self._fit_data(X)
+        return self
+
+
+class KNeighborsClassifier(MultiOutputMixin, ClassifierMixin, _FastKNNBase):
+    """k-nearest-neighbour vote (scikit-learn's KNeighborsClassifier), exact, by fastknn."""
+
+    def __init__(self, n_neighbors=5, *, weights="uniform", algorithm="auto", leaf_size=30, p=2,
+                 metric="minkowski", metric_params=None, n_jobs=None):
+        self.n_neighbors = n_neighbors
+        self.weights = weights
+        self.algorithm = algorithm
+        self.leaf_size = leaf_size
+        self.p = p
+        self.metric = metric
+        self.metric_params = metric_params
+        self.n_jobs = n_jobs
+
+    def fit(self, X, y):
+        """Stores the training points and their labels (1-D, or 2-D for several outputs)."""
+        _get_weights(np.ones((1, 1)), self.weights) if not callable(self.weights) else None
+        X, y = self._fit_data(X, y)
+        check_classification_targets(y)
+        if y.ndim == 1 or y.ndim == 2 and y.shape[1] == 1:
+            if y.ndim != 1:
+                warnings.warn("A column-vector y was passed when a 1d array was expected. "
+                              "Please change the shape of y to (n_samples,), for example "
+                              "using ravel().", DataConversionWarning, stacklevel=2)
+            self.outputs_2d_ = False
+            y = y.reshape((-1, 1))
+        else:
+            self.outputs_2d_ = True
+        self.classes_ = []
+        self._y = np.empty(y.shape, dtype=int)
+        for k in range(y.shape[1]):
+            classes, self._y[:, k] = np.unique(y[:, k], return_inverse=True)
+            self.classes_.append(classes)
+        if not self.outputs_2d_:
+            self.classes_ = self.classes_[0]
+            self._y = self._y.ravel()
+        return self
+
+    def predict_proba(self, X):
+        """Class probabilities: the (weighted) share of each class among the neighbours."""
+        dist, ind = self.kneighbors(X)
+        weights = _get_weights(dist, self.weights)
+        if weights is None:
+            weights = np.ones_like(ind, dtype=np.float64)
+        y = self._y.reshape((-1, 1)) if not self.outputs_2d_ else self._y
+        classes = [self.classes_] if not self.outputs_2d_ else self.classes_
+        rows = np.arange(ind.shape[0])
+        probabilities = []
+        for k, classes_k in enumerate(classes):
+            labels = y[:, k][ind]
+            proba = np.zeros((ind.shape[0], classes_k.size))
+            for j in range(ind.shape[1]):
+                proba[rows, labels[:, j]] += weights[:, j]
+            normaliser = proba.sum(axis=1)[:, np.newaxis]
+            normaliser[normaliser == 0.0] = 1.0
+            probabilities.append(proba / normaliser)
+        return probabilities[0] if not self.outputs_2d_ else probabilities
+
+    def predict(self, X):
+        """The class with the largest (weighted) vote; ties go to the smallest class."""
+        proba = self.predict_proba(X)
+        if not self.outputs_2d_:
+            return self.classes_.take(np.argmax(proba, axis=1))
+        return np.stack([c.take(np.argmax(p, axis=1)) for c, p in zip(self.classes_, proba)],
+                        axis=1)
+
+    def _more_tags(self):
+        return {"multilabel": True}
+
+
+class KNeighborsRegressor(MultiOutputMixin, RegressorMixin, _FastKNNBase):
+    """k-nearest-neighbour mean (scikit-learn's KNeighborsRegressor), exact, by fastknn."""
+
+    def __init__(self, n_neighbors=5, *, weights="uniform", algorithm="auto", leaf_size=30, p=2,
+                 metric="minkowski", metric_params=None, n_jobs=None):
+        self.n_neighbors = n_neighbors
+        self.weights = weights
+        self.algorithm = algorithm
+        self.leaf_size = leaf_size
+        self.p = p
+        self.metric = metric
+        self.metric_params = metric_params
+        self.n_jobs = n_jobs
+
+    def fit(self, X, y):
+        """Stores the training points and their targets (1-D, or 2-D for several outputs)."""
+        _get_weights(np.ones((1, 1)), self.weights) if not callable(self.weights) else None
+        X, y = self._fit_data(X, y, y_numeric=True)
+        self._y = y
+        return self
+
+    def predict(self, X):
+        """The (weighted) mean target of the neighbours."""
+        dist, ind = self.kneighbors(X)
+        weights = _get_weights(dist, self.weights)
+        y = self._y.reshape((-1, 1)) if self._y.ndim == 1 else self._y
+        if weights is None:
+            pred = np.mean(y[ind], axis=1)
+        else:
+            pred = np.empty((ind.shape[0], y.shape[1]), dtype=np.float64)
+            denom = np.sum(weights, axis=1)
+            for j in range(y.shape[1]):
+                pred[:, j] = np.sum(y[ind, j] * weights, axis=1) / denom
+        return pred.ravel() if self._y.ndim == 1 else pred

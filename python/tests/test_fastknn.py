@@ -1,0 +1,267 @@
+"""fastknn's Python module: the low-level API against a float64 numpy reference, and the
+scikit-learn estimators against scikit-learn's brute-force ones on real data."""
+
+import gzip
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import sklearn.neighbors as skn
+from sklearn.datasets import load_digits
+
+import fastknn
+from fastknn.sklearn import KNeighborsClassifier, KNeighborsRegressor, NearestNeighbors
+
+FASHION = os.environ.get("FASTKNN_FASHION_DIR", "/usr/share/datasets/fashion-mnist")
+REQUIRE_DATA = os.environ.get("FASTKNN_REQUIRE_TEST_DATA") == "1"
+
+
+def reference(db, q, metric):
+    """float64 scores of every (query, row) pair by direct formulas, and the order fastknn
+    promises: by the exact score rounded to the input's dtype (the value it returns), ties by the smaller index."""
+    x = db.astype(np.float64)
+    y = q.astype(np.float64)
+    if metric in ("l2", "sqeuclidean"):
+        s = ((y[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+        if metric == "l2":
+            s = np.sqrt(s)
+    elif metric == "l1":
+        s = np.abs(y[:, None, :] - x[None, :, :]).sum(-1)
+    elif metric == "ip":
+        s = -(y @ x.T)
+    else:
+        s = -(y @ x.T) / np.linalg.norm(y, axis=1)[:, None] / np.linalg.norm(x, axis=1)[None, :]
+    order = np.lexsort((np.broadcast_to(np.arange(x.shape[0]), s.shape), s.astype(db.dtype)),
+                       axis=1)
+    return s, order
+
+
+def assert_matches_reference(db, q, k, metric, dist, ind, exclude_self=False):
+    s, order = reference(db, q, metric)
+    if exclude_self:
+        s[np.arange(len(q)), np.arange(len(q))] = np.inf
+        order = np.lexsort((np.broadcast_to(np.arange(db.shape[0]), s.shape),
+                            s.astype(np.asarray(db).dtype)), axis=1)
+    want = order[:, :k]
+    np.testing.assert_array_equal(ind, want)
+    sign = -1 if metric in ("ip", "cosine") else 1
+    got = np.take_along_axis(s, want, axis=1) * sign
+    np.testing.assert_allclose(dist, got, rtol=1e-5 if dist.dtype == np.float32 else 1e-12,
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("metric", ["l2", "sqeuclidean", "l1", "ip", "cosine"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_search_matches_reference(metric, dtype, order):
+    rng = np.random.default_rng(7)
+    # Integer-valued coordinates make exact ties common: the index order must break them.
+    db = np.asarray(rng.integers(-4, 5, size=(700, 9)), dtype=dtype, order=order)
+    q = np.asarray(rng.integers(-4, 5, size=(60, 9)), dtype=dtype, order=order)
+    db[db.sum(1) == 0, 0] = 1  # (cosine) no zero rows
+    q[~q.any(1), 0] = 1
+    dist, ind = fastknn.search(db, q, 17, metric=metric)
+    assert dist.dtype == dtype and ind.dtype == np.int64 and ind.shape == (60, 17)
+    assert_matches_reference(db, q, 17, metric, dist, ind)
+
+
+def test_index_many_searches_exclude_self_and_stats():
+    rng = np.random.default_rng(3)
+    db = rng.standard_normal((2000, 24)).astype(np.float32)
+    index = fastknn.Index(db, metric="l2")
+    assert (index.size, index.dimension, index.metric) == (2000, 24, "l2")
+    stats = {}
+    dist, ind = index.search(db, 5, exclude_self=True, stats=stats)
+    assert_matches_reference(db, db, 5, "l2", dist, ind, exclude_self=True)
+    assert stats["exact_fallbacks"] == 0 and stats["rescored"] >= 5 * 2000
+    for k in (1, 2000):  # any k up to N
+        d, i = index.search(db[:30], k)
+        assert_matches_reference(db, db[:30], k, "l2", d, i)
+
+
+def test_non_float_input_and_lists():
+    db = [[0, 0], [1, 0], [0, 2], [3, 3]]
+    dist, ind = fastknn.search(db, [[0.9, 0.1]], 2)
+    np.testing.assert_array_equal(ind, [[1, 0]])
+    assert dist.dtype == np.float64  # integers are searched as float64
+
+
+@pytest.mark.parametrize("bad, words", [
+    (lambda db, q: fastknn.search(db, q[:, :3], 3), "dimension mismatch"),
+    (lambda db, q: fastknn.search(db, q, 500), "larger than the database"),
+    (lambda db, q: fastknn.search(db, q, 0), "k must be at least 1"),
+    (lambda db, q: fastknn.search(db[0], q, 1), "2-D array"),
+    (lambda db, q: fastknn.search(db, q, 1, metric="hamming"), "unknown metric"),
+    (lambda db, q: fastknn.search(db, q, 1, exclude_self=True), "exclude_self needs"),
+    (lambda db, q: fastknn.search(np.where(db > 0.99, np.nan, db), q, 1), "NaN or Inf"),
+    (lambda db, q: fastknn.search(db, q, 1, workspace_bytes=100), "too small for one tile"),
+])
+def test_errors_say_what_to_do(bad, words):
+    rng = np.random.default_rng(1)
+    db = rng.random((400, 8)).astype(np.float32)
+    q = rng.random((10, 8)).astype(np.float32)
+    with pytest.raises(fastknn.Error, match=words) as e:
+        bad(db, q)
+    assert isinstance(e.value, ValueError)
+
+
+def test_progress_can_stop_a_search():
+    rng = np.random.default_rng(2)
+    db = rng.random((200_000, 32)).astype(np.float32)
+    q = rng.random((2000, 32)).astype(np.float32)
+    seen = []
+
+    def progress(fraction):
+        seen.append(fraction)
+        return False
+
+    with pytest.raises(fastknn.Cancelled):
+        fastknn.search(db, q, 3, progress=progress)
+    assert seen and 0 <= seen[0] < 1
+
+
+def test_ctrl_c_stops_a_long_search():
+    code = """
+import sys, time, numpy as np, fastknn
+rng = np.random.default_rng(0)
+db = rng.random((400_000, 64)).astype(np.float32)
+q = rng.random((20_000, 64)).astype(np.float32)
+print("ready", flush=True)
+t = time.monotonic()
+try:
+    fastknn.search(db, q, 5)
+except KeyboardInterrupt:
+    print("interrupted after %.2f s" % (time.monotonic() - t), flush=True)
+    sys.exit(3)
+print("finished", flush=True)
+"""
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    assert p.stdout.readline().strip() == "ready"
+    time.sleep(1.0)
+    sent = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=120)
+    waited = time.monotonic() - sent
+    assert p.returncode == 3, out
+    assert "interrupted" in out
+    limit = 60 if os.environ.get("FASTKNN_TEST_SLOW_BUILD") == "1" else 3
+    assert waited < limit, f"the search stopped {waited:.2f} s after Ctrl-C"
+
+
+# --- scikit-learn estimators against scikit-learn's brute force ------------------------------
+
+def tie_free(dist, rtol=1e-9):
+    """Per query: True where no other of the k + 1 returned distances equals the k-th one
+    (so the k nearest are unique and must agree)."""
+    d = dist[:, -2], dist[:, -1]
+    return ~np.isclose(d[0], d[1], rtol=rtol, atol=0)
+
+
+def read_idx(path):
+    with gzip.open(path, "rb") as f:
+        b = f.read()
+    ndim = b[3]
+    dims = [int.from_bytes(b[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    a = np.frombuffer(b, np.uint8, offset=4 + 4 * ndim)
+    return a.reshape(dims[0], -1) if ndim > 1 else a
+
+
+def datasets():
+    digits = load_digits()
+    yield "digits", digits.data[:1200], digits.target[:1200], digits.data[1200:], digits.target[1200:]
+    path = os.path.join(FASHION, "train-images-idx3-ubyte.gz")
+    if not os.path.exists(path):
+        if REQUIRE_DATA:
+            raise AssertionError(f"{FASHION} is absent (Debian package dataset-fashion-mnist)")
+        return
+    x = read_idx(path).astype(np.float32)
+    y = read_idx(os.path.join(FASHION, "train-labels-idx1-ubyte.gz"))
+    xt = read_idx(os.path.join(FASHION, "t10k-images-idx3-ubyte.gz")).astype(np.float32)
+    yt = read_idx(os.path.join(FASHION, "t10k-labels-idx1-ubyte.gz"))
+    yield "fashion", x[:6000], y[:6000], xt[:1000], yt[:1000]
+
+
+@pytest.mark.parametrize("metric, p", [("minkowski", 2), ("minkowski", 1), ("cosine", 2)])
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+def test_classifier_and_neighbours_agree_with_sklearn(metric, p, weights):
+    for name, x, y, xt, yt in datasets():
+        k = 5
+        ours = KNeighborsClassifier(k, weights=weights, metric=metric, p=p).fit(x, y)
+        theirs = skn.KNeighborsClassifier(k, weights=weights, metric=metric, p=p,
+                                          algorithm="brute").fit(x.astype(np.float64), y)
+        d1, i1 = ours.kneighbors(xt, k + 1)
+        d2, i2 = theirs.kneighbors(xt.astype(np.float64), k + 1)
+        np.testing.assert_allclose(d1, d2, rtol=1e-5, atol=1e-5, err_msg=name)
+        # Identical neighbours wherever the k-th is not tied with the (k+1)-th.
+        clean = tie_free(d2)
+        assert clean.mean() > 0.5, name
+        same = (np.sort(i1[:, :k], axis=1) == np.sort(i2[:, :k], axis=1)).all(axis=1)
+        assert same[clean].all(), f"{name}: {np.flatnonzero(clean & ~same)[:5]}"
+        pred1, pred2 = ours.predict(xt), theirs.predict(xt.astype(np.float64))
+        assert (pred1 == pred2)[clean].all(), name
+        np.testing.assert_allclose(ours.predict_proba(xt)[clean],
+                                   theirs.predict_proba(xt.astype(np.float64))[clean],
+                                   rtol=1e-5, atol=1e-7)
+        assert abs(ours.score(xt, yt) - theirs.score(xt.astype(np.float64), yt)) <= \
+            (~clean).mean() + 1e-12
+
+
+def test_regressor_and_self_query_agree_with_sklearn():
+    digits = load_digits()
+    x, y = digits.data[:1000], digits.target[:1000].astype(np.float64) * 1.5
+    for weights in ("uniform", "distance", lambda d: np.exp(-d)):
+        ours = KNeighborsRegressor(4, weights=weights).fit(x, y)
+        theirs = skn.KNeighborsRegressor(4, weights=weights, algorithm="brute").fit(x, y)
+        d1, i1 = ours.kneighbors(None, 5)   # X=None: each point's own row excluded
+        d2, i2 = theirs.kneighbors(None, 5)
+        np.testing.assert_allclose(d1, d2, rtol=1e-9, atol=1e-9)
+        clean = tie_free(d2)
+        assert (np.sort(i1[:, :4], 1) == np.sort(i2[:, :4], 1)).all(1)[clean].all()
+        assert not (i1 == np.arange(1000)[:, None]).any()
+        p1, p2 = ours.predict(digits.data[1000:]), theirs.predict(digits.data[1000:])
+        d_test = theirs.kneighbors(digits.data[1000:], 5)[0]
+        np.testing.assert_allclose(p1[tie_free(d_test)], p2[tie_free(d_test)], rtol=1e-9)
+
+
+def test_estimators_pickle_params_and_graph():
+    digits = load_digits()
+    x, y = digits.data[:500], digits.target[:500]
+    clf = KNeighborsClassifier(3, n_jobs=1).fit(x, y)
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(again.predict(digits.data[500:600]),
+                                  clf.predict(digits.data[500:600]))
+    assert clf.get_params()["n_neighbors"] == 3
+    assert clf.set_params(n_neighbors=4).n_neighbors == 4
+    nn = NearestNeighbors(n_neighbors=2).fit(x)
+    g = nn.kneighbors_graph(digits.data[500:510], mode="distance").toarray()
+    gs = skn.NearestNeighbors(n_neighbors=2).fit(x).kneighbors_graph(
+        digits.data[500:510], mode="distance").toarray()
+    np.testing.assert_allclose(np.sort(g, 1), np.sort(gs, 1), rtol=1e-9)
+    with pytest.raises(NotImplementedError):
+        nn.radius_neighbors(x[:2])
+    for bad in (dict(metric="chebyshev"), dict(p=3), dict(metric_params={"w": 1})):
+        with pytest.raises(ValueError, match="not supported by fastknn"):
+            NearestNeighbors(**bad).fit(x)
+
+
+def test_cosine_rows_of_zeros_as_sklearn():
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 3, size=(300, 4)).astype(np.float64)
+    x[[3, 50, 51]] = 0
+    q = np.vstack([rng.integers(0, 3, size=(40, 4)), np.zeros((2, 4))]).astype(np.float64)
+    ours = NearestNeighbors(n_neighbors=6, metric="cosine").fit(x)
+    theirs = skn.NearestNeighbors(n_neighbors=6, metric="cosine", algorithm="brute").fit(x)
+    for query in (q, None):
+        d1, i1 = ours.kneighbors(query)
+        d2, _ = theirs.kneighbors(query)
+        np.testing.assert_allclose(d1, d2, atol=1e-12)
+        # fastknn's order: by distance, then index, and every index once.
+        for dr, ir in zip(d1, i1):
+            assert len(set(ir)) == 6
+            assert all((dr[j], ir[j]) < (dr[j + 1], ir[j + 1]) for j in range(5))
