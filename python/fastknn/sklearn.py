@@ -274,8 +274,8 @@ class NearestNeighbors(_FastKNNBase):
         return self
 
 
-class KNeighborsClassifier(MultiOutputMixin, ClassifierMixin, _FastKNNBase):
-    """k-nearest-neighbour vote (scikit-learn's KNeighborsClassifier), exact, by fastknn."""
+class _SupervisedBase(_FastKNNBase):
+    """The parameters the classifier and the regressor share (scikit-learn's, same order)."""
 
     def __init__(self, n_neighbors=5, *, weights="uniform", algorithm="auto", leaf_size=30, p=2,
                  metric="minkowski", metric_params=None, n_jobs=None):
@@ -288,9 +288,17 @@ class KNeighborsClassifier(MultiOutputMixin, ClassifierMixin, _FastKNNBase):
         self.metric_params = metric_params
         self.n_jobs = n_jobs
 
+    def _check_weights(self):
+        if not callable(self.weights):
+            _get_weights(np.ones((1, 1)), self.weights)  # raises for an unknown name
+
+
+class KNeighborsClassifier(MultiOutputMixin, ClassifierMixin, _SupervisedBase):
+    """k-nearest-neighbour vote (scikit-learn's KNeighborsClassifier), exact, by fastknn."""
+
     def fit(self, X, y):
         """Stores the training points and their labels (1-D, or 2-D for several outputs)."""
-        _get_weights(np.ones((1, 1)), self.weights) if not callable(self.weights) else None
+        self._check_weights()
         X, y = self._fit_data(X, y)
         check_classification_targets(y)
         if y.ndim == 1 or y.ndim == 2 and y.shape[1] == 1:
@@ -344,23 +352,12 @@ class KNeighborsClassifier(MultiOutputMixin, ClassifierMixin, _FastKNNBase):
         return {"multilabel": True}
 
 
-class KNeighborsRegressor(MultiOutputMixin, RegressorMixin, _FastKNNBase):
+class KNeighborsRegressor(MultiOutputMixin, RegressorMixin, _SupervisedBase):
     """k-nearest-neighbour mean (scikit-learn's KNeighborsRegressor), exact, by fastknn."""
-
-    def __init__(self, n_neighbors=5, *, weights="uniform", algorithm="auto", leaf_size=30, p=2,
-                 metric="minkowski", metric_params=None, n_jobs=None):
-        self.n_neighbors = n_neighbors
-        self.weights = weights
-        self.algorithm = algorithm
-        self.leaf_size = leaf_size
-        self.p = p
-        self.metric = metric
-        self.metric_params = metric_params
-        self.n_jobs = n_jobs
 
     def fit(self, X, y):
         """Stores the training points and their targets (1-D, or 2-D for several outputs)."""
-        _get_weights(np.ones((1, 1)), self.weights) if not callable(self.weights) else None
+        self._check_weights()
         X, y = self._fit_data(X, y, y_numeric=True)
         self._y = y
         return self
