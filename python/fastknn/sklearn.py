@@ -163,15 +163,14 @@ class _FastKNNBase(BaseEstimator):
             parts_i.append(i_nz)
         # Every other pair has similarity 0: zero training rows for every query, and every
         # training row for a zero query. The first k + 1 such rows by index are enough.
-        rows = np.arange(self.n_samples_fit_)
         first_zero = self._zero_rows[: k + 1]
         z_s = np.zeros((n_q, first_zero.size))
         z_i = np.broadcast_to(first_zero, (n_q, first_zero.size)).copy()
         parts_s.append(z_s)
         parts_i.append(z_i)
         if q_zero.any():
-            all_first = rows[: k + 1]
-            a_s = np.where(q_zero[:, None], 0.0, -np.inf) * np.ones((1, all_first.size))
+            all_first = np.arange(min(k + 1, self.n_samples_fit_))
+            a_s = np.repeat(np.where(q_zero, 0.0, -np.inf)[:, None], all_first.size, axis=1)
             a_i = np.broadcast_to(all_first, (n_q, all_first.size)).copy()
             parts_s.append(a_s)
             parts_i.append(a_i)
