@@ -81,14 +81,8 @@ HostResult<T> run_planned(std::vector<T> const &x, std::size_t n, std::vector<T>
                                 teams_wanted, stream_query_bytes);
   if (rerank_tile)
     plan.rerank_tile = *rerank_tile;
-  auto found =
-      detail::with_metric(opt.metric,
-                          [&]<Metric M>()
-                          {
-                            auto const summary =
-                                detail::summarise_database<M>(space, xd, opt.integer_preselection);
-                            return detail::search_impl<M>(space, xd, summary, qd, plan, opt);
-                          });
+  fastknn::Index const index(space, xd, opt.metric);
+  auto found = index.search_planned(space, qd, plan, opt);
   return to_host(found, nq, k);
 }
 

@@ -300,9 +300,8 @@ TEMPLATE_LIST_TEST_CASE("database runs: streamed and from the packed copy agree"
     CHECK(plan.stream == stream);
     CHECK(plan.segments >= expect_segments_min);
     CHECK(plan.workspace <= opt.workspace_bytes);
-    auto const summary = detail::summarise_database<Metric::L2Squared>(space, xd, true);
-    return to_host(detail::search_impl<Metric::L2Squared>(space, xd, summary, qd, plan, opt), nq,
-                   k);
+    fastknn::Index const index(space, xd, opt.metric);
+    return to_host(index.search_planned(space, qd, plan, opt), nq, k);
   };
   auto one = run(1, false, 1);
   auto packed = run(16, false, 4);

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -196,6 +197,8 @@ public:
     Kokkos::Profiling::ScopedRegion region("fastknn::KNeighborsClassifier::fit");
     check_labels(labels, train.extent(0));
     _train = to_space(train, "train", true);
+    // The pass over the training rows (norms, checks) runs here once, not in every prediction.
+    _index.emplace(_space, _train, _options.metric);
     _labels = std::move(labels);
     _n_classes = _labels.empty() ? 0 : *std::max_element(_labels.begin(), _labels.end()) + 1;
     return *this;
@@ -218,7 +221,7 @@ public:
     search_options.workspace_bytes = _options.workspace_bytes;
     search_options.progress = _options.progress;
     search_options.stats = _options.stats;
-    return search(_space, _train, to_space(queries, "queries", false), _options.k, search_options);
+    return _index->search(_space, to_space(queries, "queries", false), _options.k, search_options);
   }
 
   /// Returns the predicted label of each query row (Q x D View): the class with the largest
@@ -376,6 +379,7 @@ private:
   ClassifierOptions _options;
   ExecSpace _space;
   matrix_view _train;
+  std::optional<Index<ExecSpace, matrix_view>> _index; // built by fit
   std::vector<std::int32_t> _labels;
   int _n_classes = 0;
 };

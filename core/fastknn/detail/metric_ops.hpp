@@ -30,13 +30,13 @@ KOKKOS_INLINE_FUNCTION double gamma_n(double n)
 }
 
 /// Metrics that rank by a dot product (L2 via the norm expansion) rather than by |q - x|.
-constexpr bool uses_dot(Metric m)
+KOKKOS_INLINE_FUNCTION constexpr bool uses_dot(Metric m)
 {
   return m != Metric::L1;
 }
 /// Metrics for which the data is centred first: translation does not change L2 distances but
 /// shrinks the norms, and with them the cancellation error of the norm expansion.
-constexpr bool uses_centring(Metric m)
+KOKKOS_INLINE_FUNCTION constexpr bool uses_centring(Metric m)
 {
   return m == Metric::L2 || m == Metric::L2Squared;
 }
@@ -164,7 +164,8 @@ KOKKOS_INLINE_FUNCTION constexpr double smallest_subnormal()
 }
 
 /// The absolute part of the bound on |fast - exact|. A rounding whose result falls below T's
-/// normal range errs by up to half the smallest subnormal whatever the result's size, which no
+/// normal range errs by up to half the smallest subnormal whatever the result's size (counted
+/// here as a whole one), which no
 /// relative term covers (values ~1e-20 have subnormal products in float). A fast score takes at
 /// most D + 2 such roundings in its accumulator (products or fused multiply-adds and the final
 /// sums), one per coordinate in each conversion to T (weighing at most sqrt(D) times the other
@@ -176,7 +177,9 @@ template <Metric M, class T>
 KOKKOS_INLINE_FUNCTION double underflow_bound(double q_norm, double x_norm_max, double q_inv_norm,
                                               double x_inv_norm_max, std::size_t d)
 {
-  double const h = smallest_subnormal<T>() / 2 + smallest_subnormal<double>() / 2;
+  // A whole smallest subnormal each, not half: half of double's is not a double (it rounds to
+  // 0, which made this term vanish for double data).
+  double const h = double(smallest_subnormal<T>()) + smallest_subnormal<double>();
   double const dd = double(d);
   if constexpr (M == Metric::L1)
     return 2 * h * (2 * dd + 2);

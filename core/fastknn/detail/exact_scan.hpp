@@ -1,0 +1,88 @@
+#pragma once
+/// \file fastknn/detail/exact_scan.hpp
+/// Stage 4 of docs/design.md: the exact scan for queries whose proof failed.
+
+#include <Kokkos_Core.hpp>
+
+#include <cstddef>
+
+#include <fastknn/detail/candidate_buffer.hpp>
+#include <fastknn/detail/heap.hpp>
+#include <fastknn/detail/metric_ops.hpp>
+#include <fastknn/options.hpp>
+
+namespace fastknn::detail
+{
+
+/// The slow path: exact scores of the whole database for queries the bound could not prove.
+template <Metric M, class ExecSpace, class T, class QV, class XV>
+struct ExactScanKernel
+{
+  using MS = typename ExecSpace::memory_space;
+  using Member = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
+  static constexpr int rows_per_thread = 4;
+  QV queries;
+  XV database;
+  CandidateLists<T, MS> lists; // query ql's buffer (row ql * segments) holds its heap
+  Neighbors<MS, T> result;
+  Kokkos::View<int *, MS> redo;
+  std::size_t d, q0, n;
+  int k;
+  bool exclude_self;
+  int segments;
+
+  KOKKOS_FUNCTION void operator()(Member const &team) const
+  {
+    std::size_t const ql = team.league_rank();
+    if (redo(ql) == 0)
+      return;
+    std::size_t const qg = q0 + ql;
+    T *heap_vals = &lists.cand_val(ql * segments, 0);
+    index_type *heap_ids = &lists.cand_idx(ql * segments, 0);
+    std::size_t const block = std::size_t(team.team_size()) * rows_per_thread;
+    T *keys = static_cast<T *>(team.team_scratch(0).get_shmem(block * sizeof(T)));
+    Kokkos::single(Kokkos::PerTeam(team),
+                   [&]()
+                   {
+                     for (int j = 0; j < k; ++j)
+                     {
+                       heap_vals[j] = Kokkos::Experimental::infinity_v<T>;
+                       heap_ids[j] = Kokkos::Experimental::finite_max_v<index_type>;
+                     }
+                   });
+    for (std::size_t b0 = 0; b0 < n; b0 += block)
+    {
+      std::size_t const rows = b0 + block <= n ? block : n - b0;
+      team.team_barrier();
+      Kokkos::parallel_for(
+          Kokkos::TeamThreadRange(team, rows), [&](std::size_t r)
+          { keys[r] = key_of<M, T>(exact_score<M>(queries, qg, database, b0 + r, d)); });
+      team.team_barrier();
+      Kokkos::single(Kokkos::PerTeam(team),
+                     [&]()
+                     {
+                       for (std::size_t r = 0; r < rows; ++r)
+                       {
+                         std::size_t const x = b0 + r;
+                         if (exclude_self && x == qg)
+                           continue;
+                         if (keys[r] < heap_vals[0])
+                           heap_replace_top(heap_vals, heap_ids, k, keys[r], static_cast<index_type>(x));
+                       }
+                     });
+    }
+    team.team_barrier();
+    Kokkos::single(Kokkos::PerTeam(team),
+                   [&]()
+                   {
+                     heap_sort(heap_vals, heap_ids, k);
+                     for (int j = 0; j < k; ++j)
+                     {
+                       result.indices(qg, j) = heap_ids[j];
+                       result.distances(qg, j) = reported<M>(heap_vals[j]);
+                     }
+                   });
+  }
+};
+
+} // namespace fastknn::detail
