@@ -3,6 +3,7 @@
 // this program measures at start-up on the same threads. Data sets: Fashion-MNIST (the Debian
 // package dataset-fashion-mnist) and uniform random data.
 
+#include "backend.hpp"
 #include <fastknn/fastknn.hpp>
 #include <fastknn/io.hpp>
 

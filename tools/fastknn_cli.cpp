@@ -1,6 +1,7 @@
 // The `fastknn` command: k-NN classification of MNIST-format data sets and exact k-NN search of
 // .npy/.fvecs/.bvecs/IDX files. Exit codes: 0 success, 1 bad data or failed search, 2 bad usage.
 
+#include "backend.hpp"
 #include <fastknn/classifier.hpp>
 #include <fastknn/fastknn.hpp>
 #include <fastknn/io.hpp>
@@ -22,6 +23,7 @@
 #include <new>
 #include <optional>
 #include <stdexcept>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -330,7 +332,7 @@ public:
       _argv.push_back(s.data());
     _argv.push_back(nullptr);
     int argc = int(_storage.size());
-    _guard.emplace(argc, _argv.data());
+    static_cast<void>(_guard.emplace(argc, _argv.data()));
   }
 
 private:
@@ -645,8 +647,6 @@ int run_search(std::vector<std::string> args_in, std::vector<std::string> const 
   KokkosSession kokkos(kokkos_flags, run);
   using Space = fastknn::DefaultBackend;
   Space space;
-  using HostMatrix = Kokkos::View<float const **, Kokkos::LayoutRight, Kokkos::HostSpace,
-                                  Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
   fastknn::io::Matrix<float> const database = fastknn::io::read_matrix(database_path);
   fastknn::io::Matrix<float> queries_storage;
   if (!options.exclude_self)
@@ -654,10 +654,11 @@ int run_search(std::vector<std::string> args_in, std::vector<std::string> const 
   stop_point();
   fastknn::io::Matrix<float> const &queries = options.exclude_self ? database : queries_storage;
 
-  auto const x = Kokkos::create_mirror_view_and_copy(
-      space, HostMatrix(database.data.data(), database.rows, database.cols));
-  auto const q = Kokkos::create_mirror_view_and_copy(
-      space, HostMatrix(queries.data.data(), queries.rows, queries.cols));
+  // The host entry point takes one dimension for both arrays: check the queries' here.
+  if (queries.cols != database.cols)
+    throw fastknn::Error("dimension mismatch: the database has " + std::to_string(database.cols) +
+                         " columns but the queries have " + std::to_string(queries.cols) +
+                         "; both must have the same number of columns");
   ProgressBar bar(!run.quiet, queries.rows);
   options.progress = [&bar](double f)
   {
@@ -668,21 +669,19 @@ int run_search(std::vector<std::string> args_in, std::vector<std::string> const 
   options.stats = &stats;
   bar.start();
   auto const t0 = Clock::now();
-  auto const found = fastknn::search(space, x, q, *k, options);
-  auto const indices = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.indices);
-  auto const distances = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.distances);
+  auto const found =
+      fastknn::search(space, std::span<float const>(database.data),
+                      std::span<float const>(queries.data), database.cols, *k, options);
   double const seconds = seconds_since(t0);
   close_progress_line();
 
   stop_point();
   OutputSet outputs;
-  outputs.write(indices_path,
-                [&](std::string const &p) {
-                  fastknn::io::write_npy(p, indices.data(), indices.extent(0), indices.extent(1));
-                });
-  outputs.write(
-      distances_path, [&](std::string const &p)
-      { fastknn::io::write_npy(p, distances.data(), distances.extent(0), distances.extent(1)); });
+  std::size_t const found_k = std::size_t(found.k);
+  outputs.write(indices_path, [&](std::string const &p)
+                { fastknn::io::write_npy(p, found.indices.data(), found.queries, found_k); });
+  outputs.write(distances_path, [&](std::string const &p)
+                { fastknn::io::write_npy(p, found.distances.data(), found.queries, found_k); });
   outputs.commit();
   if (!run.quiet)
     std::printf("searched %zu queries in %zu x %zu points, k = %d, metric %s: %.3f s, "

@@ -18,9 +18,8 @@
 #include <utility>
 #include <vector>
 
-#include <fastknn/backend.hpp>
 #include <fastknn/error.hpp>
-#include <fastknn/io.hpp>
+#include <fastknn/io/matrix.hpp>
 #include <fastknn/options.hpp>
 #include <fastknn/search.hpp>
 
@@ -161,7 +160,7 @@ inline std::int32_t vote_winner(std::int32_t const *labels, double const *weight
 /// Exact k-nearest-neighbour classifier with scikit-learn's KNeighborsClassifier semantics.
 /// Class labels are the integers 0..C-1 with C = max label + 1 (labels that never occur get
 /// probability 0). The training data lives in `ExecSpace`'s memory; the vote runs on the host.
-template <class ExecSpace = DefaultBackend, class Value = float>
+template <class ExecSpace = Kokkos::DefaultExecutionSpace, class Value = float>
 class KNeighborsClassifier
 {
   static_assert(Kokkos::is_execution_space<ExecSpace>::value,

@@ -1,10 +1,11 @@
 #pragma once
 /// \file fastknn/fastknn.hpp
-/// Umbrella header: everything a fastknn user needs.
+/// Umbrella header: the search library (search, Index, the classifier, options, errors). The
+/// loaders are <fastknn/io.hpp> (target FastKNN::io).
 
-#include <fastknn/backend.hpp>
 #include <fastknn/classifier.hpp>
 #include <fastknn/config.hpp>
 #include <fastknn/error.hpp>
+#include <fastknn/index.hpp>
 #include <fastknn/options.hpp>
 #include <fastknn/search.hpp>

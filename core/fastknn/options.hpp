@@ -33,7 +33,7 @@ enum class Metric
 };
 
 /// True when larger values are better (similarities), false for distances.
-constexpr bool is_similarity(Metric m)
+KOKKOS_INLINE_FUNCTION constexpr bool is_similarity(Metric m)
 {
   return m == Metric::InnerProduct || m == Metric::Cosine;
 }

@@ -62,13 +62,14 @@ struct HostNeighbors
   std::vector<T> distances;
 };
 
-/// Host convenience overload for code that does not use Kokkos: row-major arrays in, vectors
-/// out, run on Kokkos' default execution space (Kokkos must be initialised, e.g. by a
-/// Kokkos::ScopeGuard). Returns Q x k neighbours, best first.
-template <class T>
-requires(std::is_same_v<T, float> || std::is_same_v<T, double>)
-    HostNeighbors<T> search(std::span<T const> database, std::span<T const> queries,
-                            std::size_t dim, int k, SearchOptions const &options = {})
+/// Host convenience overload on row-major arrays (for code that keeps its data in std::vector or
+/// NumPy-like buffers): copies them into `space`'s memory, searches there and returns Q x k
+/// neighbours, best first, as vectors. Kokkos must be initialised (e.g. by a Kokkos::ScopeGuard).
+template <class ExecSpace, class T>
+requires(detail::is_space_v<ExecSpace> && (std::is_same_v<T, float> || std::is_same_v<T, double>))
+HostNeighbors<T> search(ExecSpace const &space, std::span<T const> database,
+                        std::span<T const> queries, std::size_t dim, int k,
+                        SearchOptions const &options = {})
 {
   detail::require(Kokkos::is_initialized(),
                   "Kokkos is not initialised; create a Kokkos::ScopeGuard before calling search");
@@ -79,12 +80,10 @@ requires(std::is_same_v<T, float> || std::is_same_v<T, double>)
   detail::require(queries.size() % dim == 0, "query length " + std::to_string(queries.size()) +
                                                  " is not a multiple of the dimension " +
                                                  std::to_string(dim));
-  using Space = Kokkos::DefaultExecutionSpace;
   using Unmanaged = Kokkos::View<T const **, Kokkos::LayoutRight, Kokkos::HostSpace,
                                  Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
   Unmanaged x(database.data(), database.size() / dim, dim);
   Unmanaged y(queries.data(), queries.size() / dim, dim);
-  Space space;
   auto xd = Kokkos::create_mirror_view_and_copy(space, x);
   auto yd = Kokkos::create_mirror_view_and_copy(space, y);
   auto found = search(space, xd, yd, k, options);
@@ -101,6 +100,15 @@ requires(std::is_same_v<T, float> || std::is_same_v<T, double>)
   Kokkos::deep_copy(space, hd, found.distances);
   space.fence("fastknn::search::host_copy");
   return out;
+}
+
+/// The host overload on Kokkos' default execution space.
+template <class T>
+requires(std::is_same_v<T, float> || std::is_same_v<T, double>)
+HostNeighbors<T> search(std::span<T const> database, std::span<T const> queries, std::size_t dim,
+                        int k, SearchOptions const &options = {})
+{
+  return search(Kokkos::DefaultExecutionSpace{}, database, queries, dim, k, options);
 }
 
 } // namespace fastknn

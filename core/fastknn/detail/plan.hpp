@@ -80,13 +80,10 @@ inline void check_database_shape(std::size_t n, std::size_t d)
   checked_mul(n, d, "database size N x D");
 }
 
-/// Validates the arguments and sizes the tiles so the workspace stays within the budget.
+/// Validates the arguments of a search (shapes, k, exclude_self, sizes that must not overflow).
 /// Throws fastknn::Error naming the argument and the fix.
-inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d_queries,
-                      long long k, SearchOptions const &opt, std::size_t value_size, int mr, int nr,
-                      std::size_t chunk_bytes, std::size_t max_chunk_rows,
-                      std::size_t teams_wanted = 1, std::size_t stream_query_bytes = 0,
-                      std::size_t rerank_query_bytes = 0)
+inline void check_search_arguments(std::size_t n, std::size_t q, std::size_t d,
+                                   std::size_t d_queries, long long k, SearchOptions const &opt)
 {
   check_database_shape(n, d);
   require(q > 0, "the query set is empty (0 rows); pass at least one query");
@@ -115,6 +112,17 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
   checked_mul(checked_mul(q, static_cast<std::size_t>(k), "output size Q x k"),
               sizeof(double) + sizeof(index_type), "output bytes");
 
+}
+
+/// Validates the arguments and sizes the tiles so the workspace stays within the budget.
+/// Throws fastknn::Error naming the argument and the fix.
+inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d_queries,
+                      long long k, SearchOptions const &opt, std::size_t value_size, int mr, int nr,
+                      std::size_t chunk_bytes, std::size_t max_chunk_rows,
+                      std::size_t teams_wanted = 1, std::size_t stream_query_bytes = 0,
+                      std::size_t rerank_query_bytes = 0)
+{
+  check_search_arguments(n, q, d, d_queries, k, opt);
   Plan p;
   p.n = n;
   p.q = q;

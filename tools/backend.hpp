@@ -1,10 +1,12 @@
 #pragma once
-/// \file fastknn/backend.hpp
-/// fastknn::DefaultBackend: the execution space chosen with FASTKNN_BACKEND at configure time.
+/// \file tools/backend.hpp
+/// fastknn::DefaultBackend: the execution space the command-line tool and the benchmarks run on,
+/// chosen with FASTKNN_BACKEND at configure time (a setting of these programs, not of the
+/// installed library: a library user passes the execution space it wants). CMake defines
+/// FASTKNN_BACKEND_<NAME> for the targets that link fastknn_tool_backend.
 
 #include <Kokkos_Core.hpp>
 
-#include <fastknn/config.hpp>
 
 namespace fastknn
 {
