@@ -24,8 +24,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#if defined(KOKKOS_ENABLE_OPENMP) && defined(__AVX512F__) && !defined(__CUDACC__) &&               \
-    !defined(__HIPCC__) && !defined(__SYCL_DEVICE_ONLY__)
+#if defined(FASTKNN_HOST_PASS) && defined(__AVX512F__)
 #define FASTKNN_HAVE_AVX512_COMPRESS 1
 #include <immintrin.h>
 #endif
@@ -72,8 +71,8 @@ struct MaskedAppend
 
 #ifdef FASTKNN_HAVE_AVX512_COMPRESS
 /// CPU with AVX-512: float scores and 32-bit indices, 16 lanes per step.
-template <>
-struct MaskedAppend<Kokkos::OpenMP>
+template <host_execution_space ExecSpace>
+struct MaskedAppend<ExecSpace>
 {
   template <int NR, class T, class I>
   static inline int append(std::uint64_t mask, T const (&s)[NR], I row0, T *val, I *idx)

@@ -19,9 +19,7 @@
 #include <cstddef>
 #include <type_traits>
 
-#if defined(KOKKOS_ENABLE_OPENMP) && defined(__AVX2__) && defined(__FMA__) &&                      \
-    !defined(__AVX512F__) && !defined(__CUDACC__) && !defined(__HIPCC__) &&                        \
-    !defined(__SYCL_DEVICE_ONLY__)
+#if defined(FASTKNN_HOST_PASS) && defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
 #define FASTKNN_HAVE_AVX2_FLOAT 1
 #include <immintrin.h>
 #endif
@@ -135,8 +133,8 @@ inline void sub_block(T const *a, T const *b, std::size_t k0, std::size_t k1, T 
 } // namespace avx2
 
 /// CPU with AVX2 + FMA: the intrinsics kernel, in query sub-blocks of at most 12 accumulators.
-template <>
-struct FloatDot<Kokkos::OpenMP>
+template <host_execution_space ExecSpace>
+struct FloatDot<ExecSpace>
 {
   template <bool Dot, int MR, int NR, class T>
   static inline void accumulate(T const *a, T const *b, std::size_t k0, std::size_t k1,

@@ -23,8 +23,7 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(KOKKOS_ENABLE_OPENMP) && !defined(__CUDACC__) && !defined(__HIPCC__) &&                \
-    !defined(__SYCL_DEVICE_ONLY__)
+#if defined(FASTKNN_HOST_PASS)
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 #define FASTKNN_HAVE_VNNI 1
 #include <immintrin.h>
@@ -81,8 +80,8 @@ struct Int8Dot
 #ifdef FASTKNN_HAVE_VNNI
 /// CPU with AVX512-VNNI: NR / 16 vectors of 16 database rows; each query's 4 bytes are
 /// broadcast and `vpdpbusd` adds the 4-term products into 32-bit lanes.
-template <>
-struct Int8Dot<Kokkos::OpenMP>
+template <host_execution_space ExecSpace>
+struct Int8Dot<ExecSpace>
 {
   using q_type = std::uint8_t;
   using x_type = std::int8_t;
@@ -133,8 +132,8 @@ struct Int8Dot<Kokkos::OpenMP>
 /// CPU with AVX2: 16-bit values in pairs; NR / 8 vectors of 8 database rows (two values each);
 /// each query's pair is broadcast and `vpmaddwd` gives the rows' two-term sums in 32-bit lanes.
 /// The block is the float kernel's 6 x 16 (12 of the 16 ymm registers accumulate).
-template <>
-struct Int8Dot<Kokkos::OpenMP>
+template <host_execution_space ExecSpace>
+struct Int8Dot<ExecSpace>
 {
   using q_type = std::int16_t;
   using x_type = std::int16_t;

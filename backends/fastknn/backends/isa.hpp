@@ -7,8 +7,26 @@
 /// a block sized for one spills on the other (measured on an AVX2-only Zen 3 class machine:
 /// the 12 x 32 AVX-512 block ran at ~23 % of the FMA peak there).
 
+#include <Kokkos_Core.hpp>
+
+#include <type_traits>
+
+/// Defined where this compilation generates host code: not in the device pass of nvcc, hipcc or
+/// SYCL. The host instruction set's kernels are compiled there, also in translation units that
+/// nvcc compiles (a CUDA build keeps them for its OpenMP or Serial host space); a device pass
+/// sees the generic code, which is all it could run.
+#if !defined(__CUDA_ARCH__) && !defined(__HIP_DEVICE_COMPILE__) && !defined(__SYCL_DEVICE_ONLY__)
+#define FASTKNN_HOST_PASS 1
+#endif
+
 namespace fastknn::backends
 {
+
+/// Execution spaces that run on the host CPU (OpenMP, Serial, Threads, ...): the host
+/// instruction set's kernels apply to every one of them.
+template <class ExecSpace>
+concept host_execution_space = requires { typename ExecSpace::memory_space; } &&
+                               std::is_same_v<typename ExecSpace::memory_space, Kokkos::HostSpace>;
 
 /// The vector instruction sets the CPU kernels have shapes for.
 enum class HostIsa
