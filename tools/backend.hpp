@@ -7,7 +7,6 @@
 
 #include <Kokkos_Core.hpp>
 
-
 namespace fastknn
 {
 #if defined(FASTKNN_BACKEND_CUDA) && defined(KOKKOS_ENABLE_CUDA)
@@ -28,5 +27,8 @@ using DefaultBackend = Kokkos::DefaultExecutionSpace;
 #endif
 
 /// The backend's name as Kokkos spells it, for reports.
-inline char const *backend_name() { return DefaultBackend::name(); }
+inline char const *backend_name()
+{
+  return DefaultBackend::name();
+}
 } // namespace fastknn

@@ -22,8 +22,8 @@
 #include <cstring>
 #include <new>
 #include <optional>
-#include <stdexcept>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>

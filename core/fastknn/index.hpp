@@ -56,25 +56,24 @@ public:
     Kokkos::Profiling::ScopedRegion region("fastknn::Index::search");
     return detail::planned_search<ExecSpace, value_type>(
         space, _database.extent(0), queries.extent(0), _database.extent(1), queries.extent(1), k,
-        options, [&](detail::Plan const &plan)
-        { return search_planned(space, queries, plan, options); });
+        options,
+        [&](detail::Plan const &plan) { return search_planned(space, queries, plan, options); });
   }
 
   /// The search with a given tile plan (from detail::make_plan, possibly altered): tests use it
   /// to force tile shapes and code paths. options.metric must be the index's metric.
   template <class QueryView>
-  Neighbors<memory_space, value_type> search_planned(ExecSpace const &space,
-                                                     QueryView const &queries,
-                                                     detail::Plan const &plan,
-                                                     SearchOptions const &options) const
+  Neighbors<memory_space, value_type>
+  search_planned(ExecSpace const &space, QueryView const &queries, detail::Plan const &plan,
+                 SearchOptions const &options) const
   {
     detail::require(options.metric == _metric, "the plan's options ask for metric " +
-                                                    std::string(metric_name(options.metric)) +
-                                                    " but this index was built for " +
-                                                    std::string(metric_name(_metric)));
-    return detail::with_metric(_metric, [&]<Metric M>()
-                               { return detail::search_impl<M>(space, _database, _summary,
-                                                               queries, plan, options); });
+                                                   std::string(metric_name(options.metric)) +
+                                                   " but this index was built for " +
+                                                   std::string(metric_name(_metric)));
+    return detail::with_metric(
+        _metric, [&]<Metric M>()
+        { return detail::search_impl<M>(space, _database, _summary, queries, plan, options); });
   }
   template <class QueryView>
   Neighbors<memory_space, value_type> search(ExecSpace const &space, QueryView const &queries,

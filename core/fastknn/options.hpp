@@ -80,7 +80,7 @@ struct SearchStats
   std::size_t workspace_bytes = 0;   ///< bytes of scratch the plan allocated
   std::size_t query_tiles = 0;       ///< query tiles processed
   std::size_t database_tiles = 0;    ///< times (a tile of) the database was packed
-  std::size_t chunk_rows = 0;        ///< database rows per fused pre-selection launch
+  std::size_t chunk_rows = 0;        ///< database rows per pre-selection launch
   int kept = 0;                      ///< candidates kept per query before the exact re-ranking
   std::size_t exact_fallbacks = 0;   ///< queries redone by an exact scan (no proof from the bound)
   bool integer_preselection = false; ///< the exact 8-bit integer pre-selection was used

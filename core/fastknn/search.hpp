@@ -67,9 +67,9 @@ struct HostNeighbors
 /// neighbours, best first, as vectors. Kokkos must be initialised (e.g. by a Kokkos::ScopeGuard).
 template <class ExecSpace, class T>
 requires(detail::is_space_v<ExecSpace> && (std::is_same_v<T, float> || std::is_same_v<T, double>))
-HostNeighbors<T> search(ExecSpace const &space, std::span<T const> database,
-                        std::span<T const> queries, std::size_t dim, int k,
-                        SearchOptions const &options = {})
+    HostNeighbors<T> search(ExecSpace const &space, std::span<T const> database,
+                            std::span<T const> queries, std::size_t dim, int k,
+                            SearchOptions const &options = {})
 {
   detail::require(Kokkos::is_initialized(),
                   "Kokkos is not initialised; create a Kokkos::ScopeGuard before calling search");
@@ -105,8 +105,8 @@ HostNeighbors<T> search(ExecSpace const &space, std::span<T const> database,
 /// The host overload on Kokkos' default execution space.
 template <class T>
 requires(std::is_same_v<T, float> || std::is_same_v<T, double>)
-HostNeighbors<T> search(std::span<T const> database, std::span<T const> queries, std::size_t dim,
-                        int k, SearchOptions const &options = {})
+    HostNeighbors<T> search(std::span<T const> database, std::span<T const> queries,
+                            std::size_t dim, int k, SearchOptions const &options = {})
 {
   return search(Kokkos::DefaultExecutionSpace{}, database, queries, dim, k, options);
 }

@@ -25,8 +25,11 @@ namespace fastknn::backends
 /// Execution spaces that run on the host CPU (OpenMP, Serial, Threads, ...): the host
 /// instruction set's kernels apply to every one of them.
 template <class ExecSpace>
-concept host_execution_space = requires { typename ExecSpace::memory_space; } &&
-                               std::is_same_v<typename ExecSpace::memory_space, Kokkos::HostSpace>;
+concept host_execution_space = requires
+{
+  typename ExecSpace::memory_space;
+}
+&&std::is_same_v<typename ExecSpace::memory_space, Kokkos::HostSpace>;
 
 /// The vector instruction sets the CPU kernels have shapes for.
 enum class HostIsa

@@ -57,7 +57,8 @@ struct TileTraits
   static constexpr int team_size = 1;
   static constexpr int scratch_level = 1;     ///< team scratch level for the chunk's scores
   static constexpr int depth_block = 1 << 30; ///< KC: coordinates per pass of the register block
-  static constexpr bool fused_select = false; ///< compare scores in registers (team_size 1 only)
+  static constexpr bool select_in_registers =
+      false; ///< compare scores in registers (team_size 1 only)
   /// Queries up to this many bytes (or too few query blocks to fill the space): teams pack their
   /// database chunks into level-1 scratch themselves instead of using a packed copy of the
   /// database (one read of it instead of three). 0: never.
@@ -111,7 +112,7 @@ struct TileTraits<Kokkos::OpenMP>
   static constexpr int scratch_level = 1; // level 0 is capped at 32 KiB on host backends
   static constexpr int depth_block =
       FASTKNN_OPENMP_KC; // measured: no depth blocking is fastest here
-  static constexpr bool fused_select = true;
+  static constexpr bool select_in_registers = true;
   // a chunk per thread fits its L2; measured: 10^3 Fashion-MNIST queries (3 MiB) gain 15-20 %
   static constexpr std::size_t stream_query_bytes = std::size_t(4) << 20;
   // twice a core's L2 (1 MiB here; the rest waits in L3): fewer passes over the database rows.
@@ -135,7 +136,8 @@ struct TileTraits<Kokkos::Cuda>
   static constexpr int team_size = 128;
   static constexpr int scratch_level = 0; // shared memory
   static constexpr int depth_block = 1 << 30;
-  static constexpr bool fused_select = false; // threads split the chunk; scores meet in scratch
+  static constexpr bool select_in_registers =
+      false; // threads split the chunk; scores meet in scratch
   static constexpr std::size_t stream_query_bytes = 0; // 4 MiB chunks per team: packed copy
   static constexpr std::size_t rerank_query_bytes = 0; // whole tile (L2 holds tens of MiB)
   static constexpr char const *isa = "cuda";

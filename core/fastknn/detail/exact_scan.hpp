@@ -67,7 +67,8 @@ struct ExactScanKernel
                          if (exclude_self && x == qg)
                            continue;
                          if (keys[r] < heap_vals[0])
-                           heap_replace_top(heap_vals, heap_ids, k, keys[r], static_cast<index_type>(x));
+                           heap_replace_top(heap_vals, heap_ids, k, keys[r],
+                                            static_cast<index_type>(x));
                        }
                      });
     }

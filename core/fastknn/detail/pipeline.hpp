@@ -57,8 +57,8 @@ void preselect_tile(Ctx &c, std::size_t q0, std::size_t q_rows, ProgressReporter
   using Range = Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::size_t>>;
   constexpr int MR = Traits::query_block;
   constexpr int NR = Traits::database_block;
-  static_assert(!Traits::fused_select || Traits::team_size == 1,
-                "fused selection needs one thread per team");
+  static_assert(!Traits::select_in_registers || Traits::team_size == 1,
+                "selection in registers needs one thread per team");
   auto const &plan = c.plan;
   std::size_t const n = plan.n, segs = std::size_t(plan.segments);
   std::size_t const blocks = (q_rows + MR - 1) / MR;
@@ -75,8 +75,8 @@ void preselect_tile(Ctx &c, std::size_t q0, std::size_t q_rows, ProgressReporter
   // one tile was packed once before the first query tile.
   bool const pack_each = !plan.stream && plan.db_tile < n;
   auto const x_shift = database_shift<P>(c.prep);
-  using Kernel = ChunkKernel<M, MR, NR, Traits::depth_block, Traits::scratch_level,
-                             Traits::fused_select, ExecSpace, T, P, XV, decltype(x_shift)>;
+  using Kernel = ChunkKernel<M, MR, NR, Traits::depth_block, Traits::scratch_level, ExecSpace, T, P,
+                             XV, decltype(x_shift)>;
   for (std::size_t x0 = 0; x0 < n; x0 += plan.db_tile)
   {
     std::size_t const tile_rows = c.schedule.tile_rows_at(x0);
@@ -88,8 +88,7 @@ void preselect_tile(Ctx &c, std::size_t q0, std::size_t q_rows, ProgressReporter
     }
     std::size_t const launch = c.schedule.launch;
     std::size_t const score_bytes = MR * launch * sizeof(T);
-    std::size_t const chunk_bytes =
-        plan.stream ? launch * c.dp * sizeof(typename P::x_type) : 0;
+    std::size_t const chunk_bytes = plan.stream ? launch * c.dp * sizeof(typename P::x_type) : 0;
     ChunkGeometry geometry{.dp = c.dp,
                            .d_real = plan.d,
                            .q0 = q0,
@@ -131,8 +130,8 @@ void preselect_tile(Ctx &c, std::size_t q0, std::size_t q_rows, ProgressReporter
 /// Each query's segment buffers into its first one: compact, then keep the best `kept`. Every
 /// discarded candidate scored at least the kept ones, as the bound assumes.
 template <class ExecSpace, class T, class MS>
-void merge_segments(ExecSpace const &space, CandidateLists<T, MS> const &lists,
-                    std::size_t q_rows, int segs, int kept)
+void merge_segments(ExecSpace const &space, CandidateLists<T, MS> const &lists, std::size_t q_rows,
+                    int segs, int kept)
 {
   Kokkos::parallel_for(
       "fastknn::search::merge_segments",
@@ -225,8 +224,7 @@ void rescore_by_row(Ctx &c, std::size_t q0, std::size_t q_rows)
           {
             std::size_t const ql = s0 + std::size_t(order(std::size_t(e)) / kept);
             int const j = order(std::size_t(e)) % kept;
-            cand_val(ql * segs, j) =
-                key_of<M, T>(exact_score<M>(queries, q0 + ql, database, r, d));
+            cand_val(ql * segs, j) = key_of<M, T>(exact_score<M>(queries, q0 + ql, database, r, d));
           }
           row_fill(r) = 0;
         });
@@ -355,28 +353,23 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
   std::size_t const n = plan.n, q = plan.q;
   std::size_t const dp = round_up(plan.d, P::group);
   TileWorkspace<P, T, MS> ws(space, plan, dp);
-  // The integer path's packed rows are sizeof(T) / sizeof(x_type) times smaller: the fused
+  // The integer path's packed rows are sizeof(T) / sizeof(x_type) times smaller: the in-register
   // kernel (which needs no scratch for scores) sweeps as many more rows per launch (measured:
   // ~10 % faster on Fashion-MNIST than the float chunk's rows).
-  std::size_t const launch = P::exact && Traits::fused_select
+  std::size_t const launch = P::exact && Traits::select_in_registers
                                  ? plan.chunk * (sizeof(T) / sizeof(typename P::x_type))
                                  : plan.chunk;
   SearchContext<P, ExecSpace, XV, QV, T, MS> c{
-      space,
-      database,
-      queries,
-      plan,
-      opt,
-      prep,
-      result,
-      fast_score_rows<P>(space, queries, prep, ws, n, q),
-      ws,
-      TileSchedule{n, plan.db_tile, launch, std::size_t(plan.segments), plan.stream},
+      space,   database,
+      queries, plan,
+      opt,     prep,
+      result,  fast_score_rows<P>(space, queries, prep, ws, n, q),
+      ws,      TileSchedule{n, plan.db_tile, launch, std::size_t(plan.segments), plan.stream},
       dp};
   if (!plan.stream && plan.db_tile >= n)
   {
-    pack_for<Traits::database_block, true, P>(space, "fastknn::search::pack_database", database,
-                                              0, n, round_up(n, plan.chunk), plan.d, prep,
+    pack_for<Traits::database_block, true, P>(space, "fastknn::search::pack_database", database, 0,
+                                              n, round_up(n, plan.chunk), plan.d, prep,
                                               ws.packed_x);
     ++packs;
   }

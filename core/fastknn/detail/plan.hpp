@@ -58,7 +58,7 @@ struct Plan
   int kept = 0;                // candidates kept per query in the pre-selection (>= k)
   std::size_t n_eligible = 0;  // n, or n-1 with exclude_self
   int mr = 0, nr = 0;          // register block shape
-  std::size_t chunk = 0;       // database rows one fused launch sweeps (multiple of nr)
+  std::size_t chunk = 0;       // database rows one pre-selection launch sweeps (multiple of nr)
   std::size_t db_tile = 0;     // database rows packed at once (multiple of chunk)
   std::size_t query_tile = 0;  // queries processed at once (multiple of mr)
   int segments = 1;            // database runs with their own candidate buffers (few queries)
@@ -111,7 +111,6 @@ inline void check_search_arguments(std::size_t n, std::size_t q, std::size_t d,
   checked_mul(q, d, "query size Q x D");
   checked_mul(checked_mul(q, static_cast<std::size_t>(k), "output size Q x k"),
               sizeof(double) + sizeof(index_type), "output bytes");
-
 }
 
 /// Validates the arguments and sizes the tiles so the workspace stays within the budget.

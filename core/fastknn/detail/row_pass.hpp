@@ -79,7 +79,7 @@ struct RowPass
     // Integral test for |x| < 2^(digits-1) (all larger values are integers): x plus and minus
     // that power of two rounds to an integer. Plain arithmetic and bit operations, no branches
     // or floor, so it vectorises (an integer round trip does not, with GCC 12: 4x slower). Safe
-    // because fast-math builds, which could fold it to x, are refused above.
+    // because fast-math builds, which could fold it to x, are refused (detail/search_impl.hpp).
     constexpr S big = S(std::size_t(1) << (std::numeric_limits<S>::digits - 1));
     auto const add = [&](int l, S x, double cen)
     {

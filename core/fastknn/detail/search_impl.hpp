@@ -72,9 +72,9 @@ void check_inputs(RowStats const &xs, RowStats const &qs, std::size_t d, SearchO
 template <Metric M, class ExecSpace, class XV, class QV>
 Neighbors<typename ExecSpace::memory_space, std::remove_const_t<typename XV::value_type>>
 search_impl(ExecSpace const &space, XV const &database,
-                 DatabaseSummary<std::remove_const_t<typename XV::value_type>,
-                                 typename ExecSpace::memory_space> const &summary,
-                 QV const &queries, Plan const &plan, SearchOptions const &opt)
+            DatabaseSummary<std::remove_const_t<typename XV::value_type>,
+                            typename ExecSpace::memory_space> const &summary,
+            QV const &queries, Plan const &plan, SearchOptions const &opt)
 {
   using T = std::remove_const_t<typename XV::value_type>;
   using MS = typename ExecSpace::memory_space;

@@ -43,12 +43,12 @@ struct TileWorkspace
     packed_q = decltype(packed_q)(alloc("fastknn::search::packed_queries"), plan.query_tile * dp);
     std::size_t const buffers = plan.query_tile * std::size_t(plan.segments);
     std::size_t const width = candidate_buffer_width(plan.kept);
-    lists.cand_val = decltype(lists.cand_val)(alloc("fastknn::search::candidate_values"), buffers,
-                                              width);
-    lists.cand_idx = decltype(lists.cand_idx)(alloc("fastknn::search::candidate_indices"),
-                                              buffers, width);
-    lists.cand_count = decltype(lists.cand_count)(alloc("fastknn::search::candidate_count"),
-                                                  buffers);
+    lists.cand_val =
+        decltype(lists.cand_val)(alloc("fastknn::search::candidate_values"), buffers, width);
+    lists.cand_idx =
+        decltype(lists.cand_idx)(alloc("fastknn::search::candidate_indices"), buffers, width);
+    lists.cand_count =
+        decltype(lists.cand_count)(alloc("fastknn::search::candidate_count"), buffers);
     lists.cand_threshold =
         decltype(lists.cand_threshold)(alloc("fastknn::search::candidate_threshold"), buffers);
     state.redo = decltype(state.redo)(zeroed("fastknn::search::redo"), plan.query_tile);
@@ -56,9 +56,8 @@ struct TileWorkspace
     std::size_t const row_lists = plan.rerank_tile > 0 ? n : 0;
     state.marked = decltype(state.marked)(alloc("fastknn::search::rerank_marked"),
                                           row_lists > 0 ? plan.query_tile : 0, kept);
-    state.marked_count =
-        decltype(state.marked_count)(alloc("fastknn::search::rerank_marked_count"),
-                                     plan.query_tile);
+    state.marked_count = decltype(state.marked_count)(alloc("fastknn::search::rerank_marked_count"),
+                                                      plan.query_tile);
     state.a_kept =
         decltype(state.a_kept)(alloc("fastknn::search::rerank_largest_kept"), plan.query_tile);
     row_fill = decltype(row_fill)(zeroed("fastknn::search::rerank_row_fill"), row_lists);
