@@ -151,7 +151,9 @@ double measure_fma_peak()
         acc[c] = a * float(c);
       for (long long i = 0; i < iters; ++i)
       {
+#ifndef __CUDACC__ // nvcc's front end does not know GCC's pragma (a host loop: no nvcc unroll)
 #pragma GCC unroll 24
+#endif
         for (int c = 0; c < chains; ++c)
           acc[c] = acc[c] * a + b;
       }
