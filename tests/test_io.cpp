@@ -877,6 +877,61 @@ TEST_CASE("read_matrix dispatches on extension and IDX magic", "[io][matrix]")
   CHECK(l.cols == 1);
 }
 
+TEST_CASE("read_matrix keeps a RowPart's rows, in every format", "[io][matrix][part]")
+{
+  TempDir t;
+  std::size_t const n = 11, d = 3;
+  std::vector<std::vector<float>> rows(n);
+  Bytes pixels;
+  std::vector<float> all;
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = 0; j < d; ++j)
+    {
+      rows[i].push_back(float(i * d + j));
+      pixels.push_back(static_cast<unsigned char>(i * d + j));
+      all.push_back(float(i * d + j));
+    }
+  write_bytes(t.file("x.fvecs"), make_vecs<float>(rows));
+  io::write_npy(t.file("x.npy"), all.data(), n, d);
+  write_bytes(t.file("x-idx"), make_idx(0x08, {std::uint32_t(n), 1, std::uint32_t(d)}, pixels));
+  write_gz(t.file("x-idx.gz"), make_idx(0x08, {std::uint32_t(n), std::uint32_t(d)}, pixels));
+  for (std::string name : {"x.fvecs", "x.npy", "x-idx", "x-idx.gz"})
+    for (std::size_t parts : {std::size_t(1), std::size_t(3), std::size_t(4), std::size_t(13)})
+      for (std::size_t limit : {std::size_t(-1), std::size_t(7)})
+      {
+        INFO(name << " parts " << parts << " limit " << limit);
+        std::vector<float> joined;
+        std::size_t next = 0;
+        for (std::size_t p = 0; p < parts; ++p)
+        {
+          io::Matrix<float> const m = io::read_matrix(t.file(name), io::RowPart{p, parts, limit});
+          CHECK(m.first_row == next);
+          CHECK(m.file_rows == n);
+          CHECK(m.cols == d);
+          CHECK(m.data.size() == m.rows * d);
+          // Parts differ by at most one row.
+          std::size_t const kept = std::min(n, limit);
+          CHECK(m.rows >= kept / parts);
+          CHECK(m.rows <= kept / parts + 1);
+          next += m.rows;
+          joined.insert(joined.end(), m.data.begin(), m.data.end());
+        }
+        CHECK(joined == std::vector<float>(all.begin(),
+                                           all.begin() + std::ptrdiff_t(std::min(n, limit) * d)));
+      }
+  // A part of a truncated file is still an error (the rest of the file is read and checked).
+  Bytes cut = make_idx(0x08, {std::uint32_t(n), std::uint32_t(d)}, pixels);
+  cut.resize(cut.size() - 2);
+  write_bytes(t.file("cut-idx"), cut);
+  write_gz(t.file("cut-idx.gz"), cut);
+  for (std::string name : {"cut-idx", "cut-idx.gz"})
+    check_error(
+        [&] {
+          io::read_matrix(t.file(name), io::RowPart{0, 4});
+        },
+        t.file(name), "truncated");
+}
+
 TEST_CASE("read_matrix rejects unknown formats", "[io][matrix][errors]")
 {
   TempDir t;

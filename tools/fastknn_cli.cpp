@@ -434,6 +434,23 @@ private:
   std::vector<std::string> _written;
 };
 
+} // namespace
+
+#ifdef FASTKNN_CLI_MPI
+#include "distributed_cli.hpp"
+#else
+namespace
+{
+bool is_root()
+{
+  return true;
+}
+} // namespace
+#endif
+
+namespace
+{
+
 int run_classify(std::vector<std::string> args_in, std::vector<std::string> const &kokkos_flags)
 {
   ArgList args(std::move(args_in), "classify");
@@ -486,6 +503,11 @@ int run_classify(std::vector<std::string> args_in, std::vector<std::string> cons
                      "use --weights uniform, or --metric cosine or l2");
 
   KokkosSession kokkos(kokkos_flags, run);
+#ifdef FASTKNN_CLI_MPI
+  if (distributed())
+    return classify_distributed(
+        ClassifyArgs{data_dir, json_path, predictions_path, options, limit_test, run});
+#endif
   using Space = fastknn::DefaultBackend;
   int const threads = Space().concurrency();
 
@@ -645,6 +667,11 @@ int run_search(std::vector<std::string> args_in, std::vector<std::string> const 
     throw UsageError("search needs --out-indices FILE and/or --out-distances FILE" + args.hint());
 
   KokkosSession kokkos(kokkos_flags, run);
+#ifdef FASTKNN_CLI_MPI
+  if (distributed())
+    return search_distributed(
+        SearchArgs{database_path, queries_path, indices_path, distances_path, *k, options, run});
+#endif
   using Space = fastknn::DefaultBackend;
   Space space;
   fastknn::io::Matrix<float> const database = fastknn::io::read_matrix(database_path);
@@ -733,10 +760,13 @@ int run(int argc, char *argv[])
                    "--help')");
 }
 
-/// Prints "fastknn: error: <message>" on one line of stderr.
+/// Prints "fastknn: error: <message>" on one line of stderr (in a distributed run every rank
+/// has the same error: rank 0 prints it).
 void print_error(std::string message)
 {
   close_progress_line();
+  if (!is_root())
+    return;
   if (message.rfind("fastknn: ", 0) == 0) // fastknn::Error already carries the prefix
     message.erase(0, 9);
   std::replace(message.begin(), message.end(), '\n', ' ');
@@ -749,6 +779,9 @@ int main(int argc, char *argv[])
 {
   // Kokkos' OpenMP backend warns when OMP_PROC_BIND is unset; an explicit choice silences it.
   setenv("OMP_PROC_BIND", "false", 0);
+#ifdef FASTKNN_CLI_MPI
+  MpiSession const mpi(argc, argv);
+#endif
   install_stop_handlers();
   try
   {

@@ -21,7 +21,7 @@ BOOKWORM_PKGS=(g++ cmake make pkg-config zlib1g-dev libeigen3-dev libbenchmark-d
                dataset-fashion-mnist python3 python3-numpy python3-sklearn python3-faiss
                python3-matplotlib python3-threadpoolctl libopenblas0-pthread clang
                libclang-rt-14-dev python3-dev pybind11-dev python3-pybind11 python3-pytest
-               python3-pandas python3-scipy)
+               python3-pandas python3-scipy libopenmpi-dev openmpi-bin)
 # Packages from sid (pinned at priority 100).
 SID_PKGS=(libkokkos-dev libcatch2-dev)
 

@@ -17,21 +17,40 @@
 namespace fastknn::io
 {
 
+namespace detail
+{
+/// The rows of `part` of a matrix read whole.
+inline Matrix<float> keep_rows(Matrix<float> m, RowPart const &part)
+{
+  m.file_rows = m.rows;
+  if (part.whole())
+    return m;
+  auto const [first, end] = part.range(m.rows);
+  m.data.erase(m.data.begin() + std::ptrdiff_t(end * m.cols), m.data.end());
+  m.data.erase(m.data.begin(), m.data.begin() + std::ptrdiff_t(first * m.cols));
+  m.first_row = first;
+  m.rows = end - first;
+  return m;
+}
+} // namespace detail
+
 /// Returns the float matrix in a .npy, .fvecs, .bvecs or .ivecs file (by extension) or in any other
 /// file that starts with an IDX magic number (plain or gzip; reshaped to dims[0] x rest).
-inline Matrix<float> read_matrix(std::string const &path)
+/// With a RowPart, only its rows are kept: .npy and IDX files read the rest without storing it;
+/// .fvecs/.bvecs/.ivecs are read whole first (their rows carry their own lengths).
+inline Matrix<float> read_matrix(std::string const &path, RowPart const &part = {})
 {
   std::string ext = std::filesystem::path(path).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   if (ext == ".npy")
-    return read_npy<float>(path);
+    return read_npy<float>(path, part);
   if (ext == ".fvecs")
-    return read_fvecs(path);
+    return detail::keep_rows(read_fvecs(path), part);
   if (ext == ".bvecs")
-    return read_bvecs(path);
+    return detail::keep_rows(read_bvecs(path), part);
   if (ext == ".ivecs")
-    return detail::to_float_matrix(read_ivecs(path));
+    return detail::keep_rows(detail::to_float_matrix(read_ivecs(path)), part);
   {
     detail::Reader in(path);
     unsigned char magic[4] = {};
@@ -40,7 +59,7 @@ inline Matrix<float> read_matrix(std::string const &path)
                                      ".ivecs extension, or an IDX file (plain or gzip) starting "
                                      "with the magic bytes 00 00 <type> <ndims>");
   }
-  return detail::idx_to_matrix(read_idx(path));
+  return detail::idx_to_matrix(read_idx(path, part));
 }
 
 } // namespace fastknn::io

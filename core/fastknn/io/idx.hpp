@@ -83,7 +83,8 @@ inline float idx_to_float(unsigned char code, unsigned char const *p)
 /// Returns the IDX file at path; when required_type != 0 the type code must match it and the
 /// number of dimensions must lie in [min_dims, max_dims] (`kind` names the file role in errors).
 inline IdxArray read_idx_checked(std::string const &path, unsigned char required_type,
-                                 std::size_t min_dims, std::size_t max_dims, char const *kind)
+                                 std::size_t min_dims, std::size_t max_dims, char const *kind,
+                                 RowPart const &part = {})
 {
   Reader in(path);
   unsigned char magic[4] = {0, 0, 0, 0};
@@ -124,8 +125,15 @@ inline IdxArray read_idx_checked(std::string const &path, unsigned char required
     count = checked_mul(count, a.dims.back(), path, "product of the IDX dimensions");
   }
   unsigned char const code = a.type_code;
-  read_payload(in, a.data, count, idx_element_size(code), "IDX data",
-               [code](unsigned char const *p) { return idx_to_float(code, p); });
+  a.file_rows = a.dims[0];
+  std::size_t const row_elems = a.dims[0] == 0 ? 1 : count / a.dims[0];
+  auto const [first, end] = part.range(a.dims[0]);
+  a.first_row = first;
+  a.dims[0] = end - first;
+  read_payload(
+      in, a.data, count, idx_element_size(code), "IDX data",
+      [code](unsigned char const *p) { return idx_to_float(code, p); }, first * row_elems,
+      end * row_elems);
   return a;
 }
 
@@ -138,6 +146,8 @@ inline Matrix<float> idx_to_matrix(IdxArray &&a)
   for (std::size_t i = 1; i < a.dims.size(); ++i)
     m.cols *= a.dims[i]; // cannot overflow: the full product was checked
   m.data = std::move(a.data);
+  m.first_row = a.first_row;
+  m.file_rows = a.file_rows;
   return m;
 }
 
@@ -152,10 +162,11 @@ inline std::vector<std::int32_t> idx_to_labels(IdxArray const &a)
 
 } // namespace detail
 
-/// Returns the contents of an IDX file (plain or gzip) with all elements converted to float.
-inline IdxArray read_idx(std::string const &path)
+/// Returns the contents of an IDX file (plain or gzip) with all elements converted to float
+/// (or only the rows of `part` along the first dimension).
+inline IdxArray read_idx(std::string const &path, RowPart const &part = {})
 {
-  return detail::read_idx_checked(path, 0, 1, 4, "IDX file");
+  return detail::read_idx_checked(path, 0, 1, 4, "IDX file", part);
 }
 
 /// Returns a ubyte idx3 (n, rows, cols) or idx2 (n, d) image file as n x (rows*cols) floats 0..255.
@@ -172,7 +183,10 @@ inline std::vector<std::int32_t> read_idx_labels(std::string const &path)
 
 /// Returns the train and test splits of the four MNIST-format files in dir (plain or .gz, with
 /// "-idx" or ".idx" in the name), after checking image/label counts and train/test image shapes.
-inline MnistData load_mnist_dir(std::string const &dir)
+/// With parts, each split keeps only those rows of its images and labels (the files are still
+/// read and checked to the end).
+inline MnistData load_mnist_dir(std::string const &dir, RowPart const &train_part = {},
+                                RowPart const &test_part = {})
 {
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -203,15 +217,17 @@ inline MnistData load_mnist_dir(std::string const &dir)
   {
     std::string const images_path = find(std::string(stems[s]) + "-images", "idx3-ubyte");
     std::string const labels_path = find(std::string(stems[s]) + "-labels", "idx1-ubyte");
-    IdxArray images = detail::read_idx_checked(images_path, 0x08, 3, 3, "an image file");
+    RowPart const &part = s == 0 ? train_part : test_part;
+    IdxArray images = detail::read_idx_checked(images_path, 0x08, 3, 3, "an image file", part);
     shapes[s].assign(images.dims.begin() + 1, images.dims.end());
     LabeledSplit &split = s == 0 ? out.train : out.test;
     split.images = detail::idx_to_matrix(std::move(images));
-    split.labels = read_idx_labels(labels_path);
-    if (split.labels.size() != split.images.rows)
+    IdxArray const labels = detail::read_idx_checked(labels_path, 0x08, 1, 1, "a label file", part);
+    split.labels = detail::idx_to_labels(labels);
+    if (labels.file_rows != split.images.file_rows)
       throw detail::file_error(labels_path,
-                               "has " + std::to_string(split.labels.size()) + " labels but '" +
-                                   images_path + "' has " + std::to_string(split.images.rows) +
+                               "has " + std::to_string(labels.file_rows) + " labels but '" +
+                                   images_path + "' has " + std::to_string(split.images.file_rows) +
                                    " images; the label and image files do not belong together");
   }
   if (shapes[0] != shapes[1])

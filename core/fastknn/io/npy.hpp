@@ -298,8 +298,9 @@ Matrix<float> to_float_matrix(Matrix<S> &&m)
 } // namespace detail
 
 /// Returns a .npy array (version 1.0/2.0/3.0, C order, 1-D n -> n x 1 or 2-D) converted to T.
+/// With a RowPart, only its rows are kept (the file is still read and checked to the end).
 template <class T>
-Matrix<T> read_npy(std::string const &path)
+Matrix<T> read_npy(std::string const &path, RowPart const &part = {})
 {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double> ||
                     std::is_same_v<T, std::int32_t> || std::is_same_v<T, std::int64_t>,
@@ -337,41 +338,52 @@ Matrix<T> read_npy(std::string const &path)
   m.cols = h.shape.size() == 2 ? h.shape[1] : 1;
   std::size_t const count = detail::checked_mul(m.rows, m.cols, path, "npy shape product");
   std::string const what = "npy data";
+  m.file_rows = m.rows;
+  auto const [first, end] = part.range(m.rows);
+  m.first_row = first;
+  m.rows = end - first;
+  std::size_t const keep_a = first * m.cols, keep_b = end * m.cols;
   auto const conv = [&path](auto v) { return detail::convert_checked<T>(v, path); };
   switch (h.type)
   {
   case detail::NpyType::F4:
-    detail::read_payload(in, m.data, count, 4, what,
-                         [&](unsigned char const *p) {
-                           return conv(std::bit_cast<float>(load_uint<std::uint32_t>(p, false)));
-                         });
+    detail::read_payload(
+        in, m.data, count, 4, what,
+        [&](unsigned char const *p)
+        { return conv(std::bit_cast<float>(load_uint<std::uint32_t>(p, false))); },
+        keep_a, keep_b);
     break;
   case detail::NpyType::F8:
-    detail::read_payload(in, m.data, count, 8, what,
-                         [&](unsigned char const *p) {
-                           return conv(std::bit_cast<double>(load_uint<std::uint64_t>(p, false)));
-                         });
+    detail::read_payload(
+        in, m.data, count, 8, what,
+        [&](unsigned char const *p)
+        { return conv(std::bit_cast<double>(load_uint<std::uint64_t>(p, false))); },
+        keep_a, keep_b);
     break;
   case detail::NpyType::U1:
-    detail::read_payload(in, m.data, count, 1, what,
-                         [&](unsigned char const *p) { return conv(p[0]); });
+    detail::read_payload(
+        in, m.data, count, 1, what, [&](unsigned char const *p) { return conv(p[0]); }, keep_a,
+        keep_b);
     break;
   case detail::NpyType::I1:
-    detail::read_payload(in, m.data, count, 1, what,
-                         [&](unsigned char const *p)
-                         { return conv(static_cast<std::int8_t>(p[0])); });
+    detail::read_payload(
+        in, m.data, count, 1, what,
+        [&](unsigned char const *p) { return conv(static_cast<std::int8_t>(p[0])); }, keep_a,
+        keep_b);
     break;
   case detail::NpyType::I4:
     detail::read_payload(
         in, m.data, count, 4, what,
         [&](unsigned char const *p)
-        { return conv(std::bit_cast<std::int32_t>(load_uint<std::uint32_t>(p, false))); });
+        { return conv(std::bit_cast<std::int32_t>(load_uint<std::uint32_t>(p, false))); },
+        keep_a, keep_b);
     break;
   case detail::NpyType::I8:
     detail::read_payload(
         in, m.data, count, 8, what,
         [&](unsigned char const *p)
-        { return conv(std::bit_cast<std::int64_t>(load_uint<std::uint64_t>(p, false))); });
+        { return conv(std::bit_cast<std::int64_t>(load_uint<std::uint64_t>(p, false))); },
+        keep_a, keep_b);
     break;
   }
   return m;

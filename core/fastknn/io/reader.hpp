@@ -222,17 +222,29 @@ private:
   std::uintmax_t consumed_ = 0;
 };
 
-/// Reads `count` elements of `elem_size` bytes, appending convert(bytes) for each to out.
+/// The element range [begin, end) of a RowPart's rows in a file of `rows` x `cols` elements
+/// (cols = the elements of one row).
+inline std::pair<std::size_t, std::size_t> part_elements(RowPart const &part, std::size_t rows,
+                                                         std::size_t cols)
+{
+  auto const [a, b] = part.range(rows);
+  return {a * cols, b * cols};
+}
+
+/// Reads `count` elements of `elem_size` bytes, appending convert(bytes) to out for those with
+/// index in [keep_begin, keep_end) (all by default; the others are read, checked and dropped).
 /// Plain files are size-checked first; gzip data grows the vector chunk by chunk because its header
 /// may lie about the size.
 template <class Out, class Convert>
 void read_payload(Reader &in, std::vector<Out> &out, std::size_t count, std::size_t elem_size,
-                  std::string const &what, Convert convert)
+                  std::string const &what, Convert convert, std::size_t keep_begin = 0,
+                  std::size_t keep_end = static_cast<std::size_t>(-1))
 {
   std::size_t const bytes = checked_mul(count, elem_size, in.path(), "size of the " + what);
   in.require_remaining(bytes, what);
-  if (!in.is_gzip())
-    out.reserve(out.size() + count);
+  keep_end = std::min(keep_end, count);
+  if (!in.is_gzip() && keep_begin < keep_end)
+    out.reserve(out.size() + (keep_end - keep_begin));
   std::size_t const chunk = std::max<std::size_t>(1, (std::size_t{1} << 20) / elem_size);
   std::vector<unsigned char> buf(std::min(count, chunk) * elem_size);
   std::size_t done = 0;
@@ -245,7 +257,9 @@ void read_payload(Reader &in, std::vector<Out> &out, std::size_t count, std::siz
                                       std::to_string(bytes) + " bytes but the data ends after " +
                                       std::to_string(done * elem_size + got) +
                                       " (download or export the file again)");
-    for (std::size_t i = 0; i < n; ++i)
+    std::size_t const lo = std::clamp(keep_begin, done, done + n) - done;
+    std::size_t const hi = std::clamp(keep_end, done, done + n) - done;
+    for (std::size_t i = lo; i < hi; ++i)
       out.push_back(convert(buf.data() + i * elem_size));
     done += n;
   }
