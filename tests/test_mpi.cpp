@@ -265,6 +265,15 @@ TEST_CASE("distributed search: an error on one rank reaches every rank", "[mpi]"
       CHECK(fails_everywhere([&] { fastknn::mpi::search(MPI_COMM_WORLD, space, xd, qr, 3); },
                              "dimension mismatch"));
   }
+  SECTION("a search that the last rank's own budget refuses")
+  {
+    auto const xd = ft::to_device(space, shard, n_mine, d);
+    fastknn::SearchOptions opt;
+    if (me == last)
+      opt.workspace_bytes = 64; // below what any shard search needs
+    CHECK(fails_everywhere([&] { fastknn::mpi::search(MPI_COMM_WORLD, space, xd, qd, 2, opt); },
+                           "workspace budget"));
+  }
   SECTION("every shard empty")
   {
     auto const xd = ft::to_device(space, std::vector<double>{}, 0, d);

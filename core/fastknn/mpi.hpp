@@ -62,7 +62,9 @@ struct DistributedOptions
 
 /// A database split over the ranks of a communicator: each rank holds its shard (any number of
 /// rows, none included); global row i is row i - offset(r) of the rank r whose rows cover it
-/// (shards in rank order). Building it is collective; so is every search.
+/// (shards in rank order). Building it is collective; so is every search. The index keeps the
+/// communicator (not a duplicate): it must outlive the index, and no other thread may run
+/// collective calls on it during a search.
 template <class ExecSpace, class DatabaseView>
 requires fastknn::detail::is_space_v<ExecSpace>
 class Index
