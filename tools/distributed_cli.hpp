@@ -228,11 +228,7 @@ int classify_distributed(ClassifyArgs const &a)
   fastknn::SearchOptions so;
   so.metric = a.options.metric;
   so.workspace_bytes = a.options.workspace_bytes;
-  so.progress = [&bar](double f)
-  {
-    bar(f);
-    return stop_requested == 0;
-  };
+  so.progress = progress_to(bar);
   fastknn::SearchStats stats;
   so.stats = &stats;
   fastknn::mpi::DistributedStats dist;
@@ -265,30 +261,21 @@ int classify_distributed(ClassifyArgs const &a)
                       });
         if (a.json_path.empty())
           return;
-        std::string json = "{\n";
-        auto const field = [&json](char const *key, std::string const &value, bool last = false)
-        { json += std::string("  \"") + key + "\": " + value + (last ? "\n" : ",\n"); };
-        field("fastknn_version", json_string(FASTKNN_VERSION_STRING));
-        field("command", json_string("classify"));
-        field("data", json_string(a.data_dir));
-        field("backend", json_string(fastknn::backend_name()));
-        field("threads", std::to_string(space.concurrency()));
-        field("k", std::to_string(a.options.k));
-        field("metric", json_string(metric));
-        field("weights", json_string(weights));
-        field("n_train", std::to_string(n_train));
-        field("n_test", std::to_string(n_test));
-        field("dim", std::to_string(train.cols));
-        field("n_classes", std::to_string(n_classes));
-        field("accuracy", json_number(acc));
-        field("correct", std::to_string(correct));
-        field("seconds", json_number(seconds));
-        field("queries_per_second", json_number(qps));
-        field("load_seconds", json_number(load_seconds));
-        field("fit_seconds", json_number(fit_seconds));
-        field("distributed", "{" + time_split_json(dist) + "}");
-        field("search", "{" + stats_json(stats) + "}", true);
-        json += "}\n";
+        ClassifyFacts const facts{a.data_dir,
+                                  space.concurrency(),
+                                  a.options,
+                                  n_train,
+                                  n_test,
+                                  train.cols,
+                                  n_classes,
+                                  acc,
+                                  std::size_t(correct),
+                                  seconds,
+                                  load_seconds,
+                                  fit_seconds,
+                                  stats,
+                                  "  \"distributed\": {" + time_split_json(dist) + "},\n"};
+        std::string const json = classify_json(facts);
         outputs.write(a.json_path, [&](std::string const &p) { write_text_file(p, json); });
       });
   outputs.commit();
@@ -341,11 +328,7 @@ int search_distributed(SearchArgs const &a)
   std::size_t const n_queries = queries.file_rows;
   ProgressBar bar(verbose, n_queries);
   fastknn::SearchOptions options = a.options;
-  options.progress = [&bar](double f)
-  {
-    bar(f);
-    return stop_requested == 0;
-  };
+  options.progress = progress_to(bar);
   fastknn::SearchStats stats;
   options.stats = &stats;
   fastknn::mpi::DistributedStats dist;

@@ -434,6 +434,60 @@ private:
   std::vector<std::string> _written;
 };
 
+/// What `classify --json` reports (single-process and distributed runs alike).
+struct ClassifyFacts
+{
+  std::string data_dir;
+  int threads;
+  fastknn::ClassifierOptions const &options;
+  std::size_t n_train, n_test, dim;
+  int n_classes;
+  double accuracy;
+  std::size_t correct;
+  double seconds, load_seconds, fit_seconds;
+  fastknn::SearchStats const &stats;
+  std::string extra; // more fields ("key": value pairs, each followed by a comma), or empty
+};
+
+std::string classify_json(ClassifyFacts const &f)
+{
+  std::string json = "{\n";
+  auto const field = [&json](char const *key, std::string const &value, bool last = false)
+  { json += std::string("  \"") + key + "\": " + value + (last ? "\n" : ",\n"); };
+  double const qps = f.seconds > 0 ? double(f.n_test) / f.seconds : 0.0;
+  field("fastknn_version", json_string(FASTKNN_VERSION_STRING));
+  field("command", json_string("classify"));
+  field("data", json_string(f.data_dir));
+  field("backend", json_string(fastknn::backend_name()));
+  field("threads", std::to_string(f.threads));
+  field("k", std::to_string(f.options.k));
+  field("metric", json_string(fastknn::metric_name(f.options.metric)));
+  field("weights", json_string(fastknn::weights_name(f.options.weights)));
+  field("n_train", std::to_string(f.n_train));
+  field("n_test", std::to_string(f.n_test));
+  field("dim", std::to_string(f.dim));
+  field("n_classes", std::to_string(f.n_classes));
+  field("accuracy", json_number(f.accuracy));
+  field("correct", std::to_string(f.correct));
+  field("seconds", json_number(f.seconds));
+  field("queries_per_second", json_number(qps));
+  field("load_seconds", json_number(f.load_seconds));
+  field("fit_seconds", json_number(f.fit_seconds));
+  json += f.extra;
+  field("search", "{" + stats_json(f.stats) + "}", true);
+  return json + "}\n";
+}
+
+/// The search's progress callback: draws the bar, and stops the search after Ctrl-C/SIGTERM.
+fastknn::ProgressCallback progress_to(ProgressBar &bar)
+{
+  return [&bar](double f)
+  {
+    bar(f);
+    return stop_requested == 0;
+  };
+}
+
 } // namespace
 
 #ifdef FASTKNN_CLI_MPI
@@ -527,11 +581,7 @@ int run_classify(std::vector<std::string> args_in, std::vector<std::string> cons
   std::size_t const dim = data.train.images.cols;
 
   ProgressBar bar(!run.quiet, n_test);
-  options.progress = [&bar](double f)
-  {
-    bar(f);
-    return stop_requested == 0;
-  };
+  options.progress = progress_to(bar);
   fastknn::SearchStats stats;
   options.stats = &stats;
   fastknn::KNeighborsClassifier<Space> classifier(options);
@@ -573,29 +623,10 @@ int run_classify(std::vector<std::string> args_in, std::vector<std::string> cons
                 { fastknn::io::write_npy(p, predicted.data(), predicted.size(), 1); });
   if (!json_path.empty())
   {
-    std::string json = "{\n";
-    auto const field = [&json](char const *key, std::string const &value, bool last = false)
-    { json += std::string("  \"") + key + "\": " + value + (last ? "\n" : ",\n"); };
-    field("fastknn_version", json_string(FASTKNN_VERSION_STRING));
-    field("command", json_string("classify"));
-    field("data", json_string(data_dir));
-    field("backend", json_string(fastknn::backend_name()));
-    field("threads", std::to_string(threads));
-    field("k", std::to_string(options.k));
-    field("metric", json_string(metric));
-    field("weights", json_string(weights));
-    field("n_train", std::to_string(n_train));
-    field("n_test", std::to_string(n_test));
-    field("dim", std::to_string(dim));
-    field("n_classes", std::to_string(classifier.n_classes()));
-    field("accuracy", json_number(acc));
-    field("correct", std::to_string(correct));
-    field("seconds", json_number(seconds));
-    field("queries_per_second", json_number(qps));
-    field("load_seconds", json_number(load_seconds));
-    field("fit_seconds", json_number(fit_seconds));
-    field("search", "{" + stats_json(stats) + "}", true);
-    json += "}\n";
+    ClassifyFacts const facts{
+        data_dir, threads, options, n_train,      n_test,      dim,   classifier.n_classes(),
+        acc,      correct, seconds, load_seconds, fit_seconds, stats, ""};
+    std::string const json = classify_json(facts);
     outputs.write(json_path, [&](std::string const &p) { write_text_file(p, json); });
   }
   outputs.commit();
@@ -687,11 +718,7 @@ int run_search(std::vector<std::string> args_in, std::vector<std::string> const 
                          " columns but the queries have " + std::to_string(queries.cols) +
                          "; both must have the same number of columns");
   ProgressBar bar(!run.quiet, queries.rows);
-  options.progress = [&bar](double f)
-  {
-    bar(f);
-    return stop_requested == 0;
-  };
+  options.progress = progress_to(bar);
   fastknn::SearchStats stats;
   options.stats = &stats;
   bar.start();
