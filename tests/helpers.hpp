@@ -76,9 +76,10 @@ HostResult<T> run_planned(std::vector<T> const &x, std::size_t n, std::vector<T>
   Space space;
   auto xd = to_device(space, x, n, d);
   auto qd = to_device(space, q, nq, d);
-  auto plan = detail::make_plan(n, nq, d, d, k, opt, sizeof(T), Traits::query_block,
-                                Traits::database_block, Traits::chunk_bytes, Traits::max_chunk_rows,
-                                teams_wanted, stream_query_bytes);
+  auto shape = detail::team_shape<Traits>(teams_wanted);
+  shape.stream_query_bytes = stream_query_bytes;
+  shape.rerank_query_bytes = 0;
+  auto plan = detail::make_plan(n, nq, d, d, k, opt, sizeof(T), shape);
   if (rerank_tile)
     plan.rerank_tile = *rerank_tile;
   fastknn::Index const index(space, xd, opt.metric);

@@ -121,18 +121,23 @@ TEMPLATE_LIST_TEST_CASE("invalid arguments are refused with a clear message", "[
 TEST_CASE("sizes that overflow the index type are refused before allocating", "[errors]")
 {
   SearchOptions opt;
+  detail::TeamShape const cpu_shape{.mr = 12,
+                                    .nr = 32,
+                                    .chunk_bytes = 1 << 18,
+                                    .max_chunk_rows = 4096,
+                                    .team_scratch_limit = std::size_t(16) << 20};
   std::size_t const huge = std::size_t(1) << 32;
-  REQUIRE_THROWS_WITH(detail::make_plan(huge, 10, 8, 8, 5, opt, 4, 12, 32, 1 << 18, 4096),
+  REQUIRE_THROWS_WITH(detail::make_plan(huge, 10, 8, 8, 5, opt, 4, cpu_shape),
                       ContainsSubstring("32-bit index type"));
   REQUIRE_THROWS_WITH(detail::make_plan(1000, 10, std::size_t(1) << 62, std::size_t(1) << 62, 5,
-                                        opt, 4, 12, 32, 1 << 18, 4096),
+                                        opt, 4, cpu_shape),
                       ContainsSubstring("too large"));
   // Q x k results of 12 bytes each do not fit in 64 bits.
   std::size_t const big = (std::size_t(1) << 31) - 2;
   REQUIRE_THROWS_WITH(
-      detail::make_plan(big, big, 8, 8, (long long)(big), opt, 4, 12, 32, 1 << 18, 4096),
+      detail::make_plan(big, big, 8, 8, (long long)(big), opt, 4, cpu_shape),
       ContainsSubstring("overflows"));
-  REQUIRE_THROWS_AS(detail::make_plan(huge, 10, 8, 8, 5, opt, 4, 12, 32, 1 << 18, 4096),
+  REQUIRE_THROWS_AS(detail::make_plan(huge, 10, 8, 8, 5, opt, 4, cpu_shape),
                     fastknn::Error);
 }
 

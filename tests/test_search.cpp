@@ -8,6 +8,7 @@
 #include <catch2/generators/catch_generators.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 using namespace fastknn;
@@ -255,7 +256,8 @@ TEMPLATE_LIST_TEST_CASE("host convenience overload", "[search][host]", EnabledSp
 TEMPLATE_LIST_TEST_CASE("few queries split the database into runs with their own buffers",
                         "[search][segments]", EnabledSpaces)
 {
-  std::size_t const n = 20011, nq = 5, d = 32;
+  // Three queries: one query block on every backend (MR >= 4), fewer teams than any wants.
+  std::size_t const n = 20011, nq = 3, d = 32;
   auto const metric = GENERATE(Metric::L2Squared, Metric::L1, Metric::Cosine);
   auto const k = GENERATE(1, 10, 300);
   auto x = random_matrix<float>(n, d, 41);
@@ -293,9 +295,11 @@ TEMPLATE_LIST_TEST_CASE("database runs: streamed and from the packed copy agree"
   opt.workspace_bytes = std::size_t(64) << 20;
   auto run = [&](std::size_t teams, bool stream, int expect_segments_min)
   {
-    auto plan = detail::make_plan(n, nq, d, d, k, opt, sizeof(float), Traits::query_block,
-                                  Traits::database_block, 64 * 1024, Traits::max_chunk_rows, teams,
-                                  stream ? std::size_t(1) << 20 : 0);
+    auto shape = detail::team_shape<Traits>(teams);
+    shape.chunk_bytes = 64 * 1024;
+    shape.stream_query_bytes = stream ? std::size_t(1) << 20 : 0;
+    shape.rerank_query_bytes = 0;
+    auto plan = detail::make_plan(n, nq, d, d, k, opt, sizeof(float), shape);
     INFO("teams " << teams << " stream " << stream << ": segments " << plan.segments);
     CHECK(plan.stream == stream);
     CHECK(plan.segments >= expect_segments_min);
@@ -361,4 +365,71 @@ TEMPLATE_LIST_TEST_CASE("a progress callback can stop a search; one that goes on
     CHECK(c.wrong_index == 0);
     CHECK(c.index_differs == 0);
   }
+}
+
+namespace
+{
+/// The exact score as docs/design.md specifies it, written independently of the library: eight
+/// partial sums (coordinate p into sum p mod 8, the tail into sums 0, 1, ...), each product added
+/// by one fused multiply-add, the sums combined pairwise in a fixed order.
+double specified_score(Metric m, double const *a, double const *b, std::size_t d)
+{
+  double s[8] = {}, qq[8] = {}, xx[8] = {};
+  std::size_t const whole = d / 8 * 8;
+  for (std::size_t p = 0; p < d; ++p)
+  {
+    std::size_t const l = p < whole ? p % 8 : p - whole;
+    if (m == Metric::L2 || m == Metric::L2Squared)
+      s[l] = std::fma(a[p] - b[p], a[p] - b[p], s[l]);
+    else if (m == Metric::L1)
+      s[l] += std::fabs(a[p] - b[p]);
+    else
+    {
+      s[l] = std::fma(a[p], b[p], s[l]);
+      qq[l] = std::fma(a[p], a[p], qq[l]);
+      xx[l] = std::fma(b[p], b[p], xx[l]);
+    }
+  }
+  auto total = [](double const(&v)[8])
+  { return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])); };
+  switch (m)
+  {
+  case Metric::L2:
+    return std::sqrt(total(s));
+  case Metric::InnerProduct:
+    return total(s);
+  case Metric::Cosine:
+    return total(s) / (std::sqrt(total(qq)) * std::sqrt(total(xx)));
+  default:
+    return total(s);
+  }
+}
+} // namespace
+
+// The rule that makes distances identical on every backend and machine: this suite also runs
+// compiled for plain x86-64 (fastknn_tests_generic, no FMA instruction) and, on a GPU build, on
+// the device, so each build is held to the same bits.
+TEMPLATE_LIST_TEST_CASE("distances follow the specified exact score bit for bit",
+                        "[search][double][fma]", EnabledSpaces)
+{
+  auto const metric =
+      GENERATE(Metric::L2Squared, Metric::L2, Metric::L1, Metric::InnerProduct, Metric::Cosine);
+  std::size_t const n = 300, nq = 7, d = 43; // 43 = 5 x 8 + a tail of 3
+  auto x = random_matrix<double>(n, d, 91, -3.0, 3.0);
+  auto q = random_matrix<double>(nq, d, 92, -3.0, 3.0);
+  SearchOptions opt;
+  opt.metric = metric;
+  int const k = 20;
+  auto r = run_search<TestType>(x, n, q, nq, d, k, opt);
+  std::size_t mismatched = 0;
+  for (std::size_t i = 0; i < nq; ++i)
+    for (int j = 0; j < k; ++j)
+    {
+      double const want =
+          specified_score(metric, &q[i * d], &x[std::size_t(r.idx(i, j)) * d], d);
+      if (r.val(i, j) != want)
+        ++mismatched;
+    }
+  INFO("metric " << metric_name(metric));
+  CHECK(mismatched == 0);
 }

@@ -56,6 +56,8 @@ struct TileTraits
   static constexpr int max_chunk_rows = 1024;    ///< bounds the team scratch (MR x chunk scores)
   static constexpr int team_size = 1;
   static constexpr int scratch_level = 1;     ///< team scratch level for the chunk's scores
+  /// The most team scratch (at scratch_level) one team may take; the planner sizes chunks to it.
+  static constexpr std::size_t team_scratch_bytes = std::size_t(16) << 20;
   static constexpr int depth_block = 1 << 30; ///< KC: coordinates per pass of the register block
   static constexpr bool select_in_registers =
       false; ///< compare scores in registers (team_size 1 only)
@@ -83,7 +85,43 @@ constexpr int cpu_database_block(HostIsa isa)
   return isa == HostIsa::avx512 ? 32 : isa == HostIsa::avx2 ? 16 : 8;
 }
 
-#ifdef KOKKOS_ENABLE_OPENMP
+/// The GPU's shape, defined on every build so that the host can plan with it (tests prove its
+/// scratch fits) and run it (FASTKNN_GPU_SHAPED_HOST below). A 4 x 4 block per thread keeps
+/// registers low enough for full occupancy; a team of threads shares each query block, splits
+/// the database chunk and selects together (detail/team_select.hpp).
+struct GpuTileTraits
+{
+  static constexpr int query_block = 4;
+  static constexpr int database_block = 4;
+  static constexpr int chunk_bytes = 4 * 1024 * 1024;
+  static constexpr int max_chunk_rows = 2048;
+  static constexpr int team_size = 128;
+  static constexpr int scratch_level = 0; // shared memory
+  /// Kokkos gives a CUDA block sharedMemPerBlock (48 KiB) less ~8 KiB it reserves for team
+  /// reductions; 32 KiB leaves that and is also the host backends' level-0 limit, so the same
+  /// plans run on the CPU (the GPU-shaped tests): at most 1,904 rows per chunk for float, 936
+  /// for double.
+  static constexpr std::size_t team_scratch_bytes = 32 * 1024;
+  static constexpr int depth_block = 1 << 30;
+  static constexpr bool select_in_registers =
+      false; // threads split the chunk; scores meet in scratch
+  static constexpr std::size_t stream_query_bytes = 0; // 4 MiB chunks per team: packed copy
+  static constexpr std::size_t rerank_query_bytes = 0; // whole tile (L2 holds tens of MiB)
+  static constexpr char const *isa = "cuda";
+};
+
+#if defined(KOKKOS_ENABLE_OPENMP) && defined(FASTKNN_GPU_SHAPED_HOST)
+/// Test builds only (tests/CMakeLists.txt, fastknn_tests_gpu_shaped): OpenMP runs the GPU's
+/// traits with teams of FASTKNN_GPU_SHAPED_HOST threads, so the team-parallel path the GPU
+/// takes (scores in level-0 scratch, cooperative selection, team exact scan) is checked on a
+/// CPU, with the generic kernels (that target is compiled for plain x86-64).
+template <>
+struct TileTraits<Kokkos::OpenMP> : GpuTileTraits
+{
+  static constexpr int team_size = FASTKNN_GPU_SHAPED_HOST;
+  static constexpr char const *isa = "gpu-shaped";
+};
+#elif defined(KOKKOS_ENABLE_OPENMP)
 #ifndef FASTKNN_OPENMP_MR
 #define FASTKNN_OPENMP_MR cpu_query_block(host_isa)
 #endif
@@ -110,6 +148,7 @@ struct TileTraits<Kokkos::OpenMP>
   static constexpr int max_chunk_rows = 4096;
   static constexpr int team_size = 1;
   static constexpr int scratch_level = 1; // level 0 is capped at 32 KiB on host backends
+  static constexpr std::size_t team_scratch_bytes = std::size_t(16) << 20;
   static constexpr int depth_block =
       FASTKNN_OPENMP_KC; // measured: no depth blocking is fastest here
   static constexpr bool select_in_registers = true;
@@ -124,23 +163,9 @@ struct TileTraits<Kokkos::OpenMP>
 #endif
 
 #ifdef KOKKOS_ENABLE_CUDA
-/// GPU: a 4 x 4 block per thread keeps registers low enough for full occupancy; a team of
-/// threads shares each query block and splits the database chunk.
 template <>
-struct TileTraits<Kokkos::Cuda>
+struct TileTraits<Kokkos::Cuda> : GpuTileTraits
 {
-  static constexpr int query_block = 4;
-  static constexpr int database_block = 4;
-  static constexpr int chunk_bytes = 4 * 1024 * 1024;
-  static constexpr int max_chunk_rows = 2048; // 4 x 2048 floats of scores fit shared memory
-  static constexpr int team_size = 128;
-  static constexpr int scratch_level = 0; // shared memory
-  static constexpr int depth_block = 1 << 30;
-  static constexpr bool select_in_registers =
-      false; // threads split the chunk; scores meet in scratch
-  static constexpr std::size_t stream_query_bytes = 0; // 4 MiB chunks per team: packed copy
-  static constexpr std::size_t rerank_query_bytes = 0; // whole tile (L2 holds tens of MiB)
-  static constexpr char const *isa = "cuda";
 };
 #endif
 

@@ -9,6 +9,8 @@
 #include <fastknn/detail/candidate_buffer.hpp>
 #include <fastknn/detail/heap.hpp>
 #include <fastknn/detail/metric_ops.hpp>
+#include <fastknn/detail/plan.hpp>
+#include <fastknn/detail/team_select.hpp>
 #include <fastknn/options.hpp>
 
 namespace fastknn::detail
@@ -20,7 +22,7 @@ struct ExactScanKernel
 {
   using MS = typename ExecSpace::memory_space;
   using Member = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
-  static constexpr int rows_per_thread = 4;
+  static constexpr int rows_per_thread = exact_scan_rows_per_thread;
   QV queries;
   XV database;
   CandidateLists<T, MS> lists; // query ql's buffer (row ql * segments) holds its heap
@@ -41,6 +43,8 @@ struct ExactScanKernel
     index_type *heap_ids = &lists.cand_idx(ql * segments, 0);
     std::size_t const block = std::size_t(team.team_size()) * rows_per_thread;
     T *keys = static_cast<T *>(team.team_scratch(0).get_shmem(block * sizeof(T)));
+    if (team.team_size() > 1)
+      return team_scan(team, qg, heap_vals, heap_ids, keys, block);
     Kokkos::single(Kokkos::PerTeam(team),
                    [&]()
                    {
@@ -81,6 +85,49 @@ struct ExactScanKernel
                      {
                        result.indices(qg, j) = heap_ids[j];
                        result.distances(qg, j) = reported<M>(heap_vals[j]);
+                     }
+                   });
+  }
+
+  /// Teams of many threads (the GPU): every thread scores rows and the whole team keeps the k
+  /// best in the query's buffer (team_offer: appends in row order, cuts to k by radix select),
+  /// so no thread walks the database alone. The k survivors, in row order, are sorted by value
+  /// (ties by row) once at the end: O(k log k) on one thread.
+  KOKKOS_FUNCTION void team_scan(Member const &team, std::size_t qg, T *vals, index_type *ids,
+                                 T *keys, std::size_t block) const
+  {
+    auto const select = TeamSelectScratch<T>::take(team, 0);
+    TeamBuffer<T> buf{vals, ids, 0, Kokkos::Experimental::infinity_v<T>, k,
+                      candidate_buffer_factor * k};
+    std::size_t const skip = exclude_self ? qg : ~std::size_t(0);
+    for (std::size_t b0 = 0; b0 < n; b0 += block)
+    {
+      std::size_t const rows = b0 + block <= n ? block : n - b0;
+      team.team_barrier(); // the previous block's keys are no longer read
+      Kokkos::parallel_for(
+          Kokkos::TeamThreadRange(team, rows), [&](std::size_t r)
+          { keys[r] = key_of<M, T>(exact_score<M>(queries, qg, database, b0 + r, d)); });
+      team.team_barrier();
+      team_offer(team, select, buf, rows, static_cast<index_type>(b0),
+                 [&](std::size_t j) { return keys[j]; }, skip);
+    }
+    team_trim(team, select, buf);
+    Kokkos::single(Kokkos::PerTeam(team),
+                   [&]()
+                   {
+                     // Rows whose score is not finite were never offered (they make the search
+                     // fail later, see RerankState::nonfinite): pad as the heap would.
+                     for (int j = buf.count; j < k; ++j)
+                     {
+                       vals[j] = Kokkos::Experimental::infinity_v<T>;
+                       ids[j] = Kokkos::Experimental::finite_max_v<index_type>;
+                     }
+                     heap_make(vals, ids, k);
+                     heap_sort(vals, ids, k);
+                     for (int j = 0; j < k; ++j)
+                     {
+                       result.indices(qg, j) = ids[j];
+                       result.distances(qg, j) = reported<M>(vals[j]);
                      }
                    });
   }

@@ -85,17 +85,24 @@ KOKKOS_INLINE_FUNCTION double exact_score(QV const &queries, std::size_t qi, XV 
       a = queries(qi, p);
       b = database(xi, p);
     }
+    // Every product is added with one fused multiply-add (one rounding), written out, so that
+    // no compiler decides: nvcc contracts a * b + c by default, GCC with -march=native under
+    // gnu++ does, a generic x86-64 build cannot (it calls the correctly rounded libm fma).
+    // The exact score then has the same bits on every backend and machine (docs/design.md).
     if constexpr (M == Metric::L2 || M == Metric::L2Squared)
-      s[l] += (a - b) * (a - b);
+    {
+      double const t = a - b;
+      s[l] = Kokkos::fma(t, t, s[l]);
+    }
     else if constexpr (M == Metric::L1)
       s[l] += Kokkos::fabs(a - b);
     else
     {
-      s[l] += a * b;
+      s[l] = Kokkos::fma(a, b, s[l]);
       if constexpr (M == Metric::Cosine)
       {
-        qq[l] += a * a;
-        xx[l] += b * b;
+        qq[l] = Kokkos::fma(a, a, qq[l]);
+        xx[l] = Kokkos::fma(b, b, xx[l]);
       }
     }
   };

@@ -6,6 +6,7 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 
@@ -42,6 +43,14 @@ struct SearchContext
   TileSchedule schedule;
   std::size_t dp; // packed depth
 };
+
+/// Threads per team: the traits' team size, or fewer on an instance with fewer threads (an
+/// OpenMP instance of one thread runs the one-thread paths). Scratch was sized for the larger.
+template <class Traits, class ExecSpace>
+int team_size_on(ExecSpace const &space)
+{
+  return std::max(1, std::min(Traits::team_size, space.concurrency()));
+}
 
 /// Stage 2 for the query tile [q0, q0 + q_rows): pack the queries, sweep every database tile
 /// chunk by chunk, each query block's candidates into its buffers (one per segment).
@@ -87,7 +96,10 @@ void preselect_tile(Ctx &c, std::size_t q0, std::size_t q_rows, ProgressReporter
       ++packs;
     }
     std::size_t const launch = c.schedule.launch;
-    std::size_t const score_bytes = MR * launch * sizeof(T);
+    // The block's scores and, for teams of several threads, the selection's scratch (the plan
+    // kept the float chunk's total within the space's limit).
+    std::size_t const score_bytes =
+        MR * launch * sizeof(T) + 64 + team_select_scratch_bytes(Traits::team_size, sizeof(T));
     std::size_t const chunk_bytes = plan.stream ? launch * c.dp * sizeof(typename P::x_type) : 0;
     ChunkGeometry geometry{.dp = c.dp,
                            .d_real = plan.d,
@@ -110,7 +122,7 @@ void preselect_tile(Ctx &c, std::size_t q0, std::size_t q_rows, ProgressReporter
       geometry.step = step;
       Kernel kernel{c.packed, lists, geometry, c.database, x_shift};
       int const league = plan.stream ? plan.segments : static_cast<int>(blocks) * plan.segments;
-      Kokkos::TeamPolicy<ExecSpace> policy(c.space, league, Traits::team_size);
+      Kokkos::TeamPolicy<ExecSpace> policy(c.space, league, team_size_on<Traits>(c.space));
       if constexpr (Traits::scratch_level == 1)
         policy.set_scratch_size(1, Kokkos::PerTeam(score_bytes + chunk_bytes));
       else
@@ -310,9 +322,9 @@ void exact_fallback(Ctx &c, std::size_t q0, std::size_t q_rows)
             .k = c.plan.k,
             .exclude_self = c.opt.exclude_self,
             .segments = c.plan.segments};
-  Kokkos::TeamPolicy<ExecSpace> policy(c.space, static_cast<int>(q_rows), Traits::team_size);
-  policy.set_scratch_size(
-      0, Kokkos::PerTeam(std::size_t(Traits::team_size) * Scan::rows_per_thread * sizeof(T)));
+  Kokkos::TeamPolicy<ExecSpace> policy(c.space, static_cast<int>(q_rows),
+                                       team_size_on<Traits>(c.space));
+  policy.set_scratch_size(0, Kokkos::PerTeam(c.plan.exact_scan_scratch));
   Kokkos::parallel_for("fastknn::search::exact_scan", policy, scan);
 }
 

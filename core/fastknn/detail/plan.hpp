@@ -50,6 +50,14 @@ inline std::size_t candidate_buffer_width(int kept)
   return std::size_t(candidate_buffer_factor) * std::size_t(kept) + 64;
 }
 
+/// Team scratch the cooperative selection (detail/team_select.hpp) takes besides the scores:
+/// a 256-bin histogram and one staged (value, index) pair per thread, with room for the
+/// scratch allocator's alignment of each of the three.
+inline std::size_t team_select_scratch_bytes(int team_size, std::size_t value_size)
+{
+  return 256 * sizeof(int) + std::size_t(team_size) * (value_size + sizeof(index_type)) + 3 * 64;
+}
+
 /// Everything the search needs to know about sizes, decided once on the host.
 struct Plan
 {
@@ -65,7 +73,41 @@ struct Plan
   bool stream = false;         // few queries: teams pack their chunks themselves (no packed copy)
   std::size_t rerank_tile = 0; // queries re-scored by database row at once; 0: each on its own
   std::size_t workspace = 0;   // bytes the plan allocates
+  // Team scratch of the pre-selection's launches (at the traits' scratch level): the scores of
+  // a query block against a chunk and the selection's; and of the exact scan.
+  std::size_t preselect_scratch = 0, exact_scan_scratch = 0;
 };
+
+/// Rows each thread of the exact scan scores per step (the team's block of keys in scratch).
+inline constexpr int exact_scan_rows_per_thread = 4;
+
+/// How the execution space runs the pre-selection, from its tile traits (make_plan's inputs).
+struct TeamShape
+{
+  int mr = 1, nr = 1;                 // register block
+  std::size_t chunk_bytes = 0;        // packed database bytes one launch sweeps
+  std::size_t max_chunk_rows = 0;     // at most this many rows per chunk
+  int team_size = 1;                  // threads per team
+  std::size_t team_scratch_limit = 0; // the most team scratch one team may take
+  std::size_t teams_wanted = 1;       // teams that keep the space busy
+  std::size_t stream_query_bytes = 0; // see backends::TileTraits
+  std::size_t rerank_query_bytes = 0; // see backends::TileTraits
+};
+
+/// The shape a tile-traits type (backends/tile_traits.hpp) describes.
+template <class Traits>
+TeamShape team_shape(std::size_t teams_wanted)
+{
+  return {.mr = Traits::query_block,
+          .nr = Traits::database_block,
+          .chunk_bytes = Traits::chunk_bytes,
+          .max_chunk_rows = Traits::max_chunk_rows,
+          .team_size = Traits::team_size,
+          .team_scratch_limit = Traits::team_scratch_bytes,
+          .teams_wanted = teams_wanted,
+          .stream_query_bytes = Traits::stream_query_bytes,
+          .rerank_query_bytes = Traits::rerank_query_bytes};
+}
 
 /// Validates the database's shape (what an Index needs before any query arrives).
 inline void check_database_shape(std::size_t n, std::size_t d)
@@ -116,12 +158,14 @@ inline void check_search_arguments(std::size_t n, std::size_t q, std::size_t d,
 /// Validates the arguments and sizes the tiles so the workspace stays within the budget.
 /// Throws fastknn::Error naming the argument and the fix.
 inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d_queries,
-                      long long k, SearchOptions const &opt, std::size_t value_size, int mr, int nr,
-                      std::size_t chunk_bytes, std::size_t max_chunk_rows,
-                      std::size_t teams_wanted = 1, std::size_t stream_query_bytes = 0,
-                      std::size_t rerank_query_bytes = 0)
+                      long long k, SearchOptions const &opt, std::size_t value_size,
+                      TeamShape const &shape)
 {
   check_search_arguments(n, q, d, d_queries, k, opt);
+  int const mr = shape.mr, nr = shape.nr;
+  std::size_t const teams_wanted = shape.teams_wanted;
+  std::size_t const stream_query_bytes = shape.stream_query_bytes;
+  std::size_t const rerank_query_bytes = shape.rerank_query_bytes;
   Plan p;
   p.n = n;
   p.q = q;
@@ -133,9 +177,22 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
   p.mr = mr;
   p.nr = nr;
   std::size_t const row_bytes = d * value_size;
-  p.chunk = std::clamp<std::size_t>(round_down(chunk_bytes / row_bytes, nr), nr,
-                                    std::max<std::size_t>(nr, round_down(max_chunk_rows, nr)));
+  p.chunk = std::clamp<std::size_t>(round_down(shape.chunk_bytes / row_bytes, nr), nr,
+                                    std::max<std::size_t>(nr, round_down(shape.max_chunk_rows, nr)));
   p.chunk = std::min(p.chunk, round_up(n, nr));
+  // Team scratch: a launch's team holds its block's scores against the chunk and the
+  // selection's histogram and staging; the exact scan a block of keys and the same. Both stay
+  // within the space's limit (a GPU block's shared memory) for every type, metric, k and D.
+  std::size_t const select_bytes = team_select_scratch_bytes(shape.team_size, value_size);
+  p.exact_scan_scratch =
+      std::size_t(shape.team_size) * exact_scan_rows_per_thread * value_size + 64 + select_bytes;
+  require(p.exact_scan_scratch + std::size_t(mr) * nr * value_size <= shape.team_scratch_limit,
+          "the execution space's team scratch (" + std::to_string(shape.team_scratch_limit) +
+              " bytes) is too small for teams of " + std::to_string(shape.team_size) +
+              " threads; report this with the backend's name");
+  std::size_t const score_rows =
+      (shape.team_scratch_limit - select_bytes - 64) / (std::size_t(mr) * value_size);
+  p.chunk = std::min(p.chunk, std::max<std::size_t>(nr, round_down(score_rows, nr)));
 
   // Fixed part: per-row norms of database and queries, the centring vector, the integer path's
   // database norms, the re-scoring's per-row counts and list starts.
@@ -211,6 +268,7 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
       p.db_tile = round_up(n, p.chunk);
       p.workspace = base + s * per_team;
       p.rerank_tile = rerank_tile(p);
+      p.preselect_scratch = std::size_t(mr) * p.chunk * value_size + 64 + select_bytes;
       return p;
     }
   }
@@ -224,6 +282,7 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
     p.workspace += (p.segments - 1) * per_segment;
   }
   p.rerank_tile = rerank_tile(p);
+  p.preselect_scratch = std::size_t(mr) * p.chunk * value_size + 64 + select_bytes;
   return p;
 }
 

@@ -12,6 +12,7 @@
 #include <fastknn/backends/tile_traits.hpp>
 #include <fastknn/detail/candidate_buffer.hpp>
 #include <fastknn/detail/metric_ops.hpp>
+#include <fastknn/detail/team_select.hpp>
 #include <fastknn/options.hpp>
 
 namespace fastknn::detail
@@ -116,14 +117,26 @@ struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
     return left < launch ? left : launch;
   }
 
+  /// The team's scratch: the block's scores against the chunk and the selection's.
+  struct Scratch
+  {
+    T *scores;
+    TeamSelectScratch<T> select;
+  };
+  KOKKOS_INLINE_FUNCTION Scratch take_scratch(Member const &team) const
+  {
+    T *scores = static_cast<T *>(team.team_scratch(Level).get_shmem(MR * launch * sizeof(T)));
+    return {scores, TeamSelectScratch<T>::take(team, Level)};
+  }
+
   KOKKOS_INLINE_FUNCTION void block(Member const &team, int bi, int seg, std::size_t c0,
-                                    std::size_t rows, X const *xs, T *scores,
+                                    std::size_t rows, X const *xs, Scratch const &scratch,
                                     Ahead ahead = {}) const
   {
     if constexpr (InRegisters)
       if (dp <= kc)
         return Host::select_in_registers(*this, bi, seg, c0, rows, xs, ahead);
-    scratch_path(team, bi, seg, c0, rows, xs, scores);
+    scratch_path(team, bi, seg, c0, rows, xs, scratch);
   }
 
   KOKKOS_FUNCTION void operator()(Member const &team) const
@@ -134,8 +147,8 @@ struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
     std::size_t const c0 = (std::size_t(seg) * seg_chunks + step) * launch;
     if (c0 >= tile_rows)
       return; // the last run may be shorter
-    T *scores = static_cast<T *>(team.team_scratch(Level).get_shmem(MR * launch * sizeof(T)));
-    block(team, bi, seg, c0, rows_at(c0), packed_x.data() + c0 / NR * dp * NR, scores);
+    block(team, bi, seg, c0, rows_at(c0), packed_x.data() + c0 / NR * dp * NR,
+          take_scratch(team));
   }
 
   KOKKOS_FUNCTION void stream_run(Member const &team) const
@@ -152,7 +165,7 @@ struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
     }
     int const seg = team.league_rank();
     X *xs = static_cast<X *>(team.team_scratch(1).get_shmem(launch * dp * sizeof(X)));
-    T *scores = static_cast<T *>(team.team_scratch(Level).get_shmem(MR * launch * sizeof(T)));
+    Scratch const scratch = take_scratch(team);
     constexpr int G = P::group;
     for (std::size_t c = 0; c < seg_chunks; ++c)
     {
@@ -199,15 +212,18 @@ struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
         next.bytes = rows1 * d_real * sizeof(typename XV::value_type);
       }
       for (int bi = 0; bi < blocks; ++bi)
-        block(team, bi, seg, c0, rows, xs, scores, next.part(std::size_t(bi), std::size_t(blocks)));
+        block(team, bi, seg, c0, rows, xs, scratch,
+              next.part(std::size_t(bi), std::size_t(blocks)));
     }
   }
 
-  /// `scores`: team scratch for the block's scores (or partial sums, with depth blocking)
-  /// against the whole chunk.
+  /// `scratch.scores`: team scratch for the block's scores (or partial sums, with depth
+  /// blocking) against the whole chunk.
   KOKKOS_FUNCTION void scratch_path(Member const &team, int bi, int seg, std::size_t chunk0,
-                                    std::size_t chunk_rows, X const *xs, T *scores) const
+                                    std::size_t chunk_rows, X const *xs,
+                                    Scratch const &scratch) const
   {
+    T *const scores = scratch.scores;
     team.team_barrier(); // the previous block's selection may still read the scores
     int const panels = static_cast<int>(chunk_rows / NR);
     // The depth loop may be blocked (KC) so that a block of queries and a panel of the chunk
@@ -243,6 +259,32 @@ struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
           });
       team.team_barrier();
     }
+    std::size_t const first = x0 + chunk0;
+    std::size_t const valid = first + chunk_rows <= n ? chunk_rows : n - first;
+    if (team.team_size() > 1)
+    {
+      // Teams of many threads (the GPU): each query's scores are offered by the whole team.
+      for (int i = 0; i < MR; ++i)
+      {
+        std::size_t const ql = std::size_t(bi) * MR + i;
+        if (ql >= q_rows)
+          break;
+        std::size_t const b = ql * segments + seg;
+        TeamBuffer<T> buf{&cand_val(b, 0), &cand_idx(b, 0), cand_count(b), cand_threshold(b),
+                          kept, candidate_buffer_factor * kept};
+        T const *row = scores + i * chunk_rows;
+        team_offer(team, scratch.select, buf, valid, static_cast<index_type>(first),
+                   [&](std::size_t j) { return row[j]; },
+                   exclude_self ? q0 + ql : ~std::size_t(0));
+        Kokkos::single(Kokkos::PerTeam(team),
+                       [&]()
+                       {
+                         cand_count(b) = buf.count;
+                         cand_threshold(b) = buf.threshold;
+                       });
+      }
+      return;
+    }
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, MR),
                          [&](int i)
                          {
@@ -251,9 +293,6 @@ struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
                              return;
                            std::size_t const qg = q0 + ql;
                            CandidateBuffer<T> buf = load(ql * segments + seg);
-                           std::size_t const first = x0 + chunk0;
-                           std::size_t const valid =
-                               first + chunk_rows <= n ? chunk_rows : n - first;
                            T const *row = scores + i * chunk_rows;
                            for (std::size_t j = 0; j < valid; ++j)
                              if (row[j] < buf.threshold && !(exclude_self && first + j == qg))

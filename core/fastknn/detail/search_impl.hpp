@@ -190,12 +190,16 @@ Plan plan_for(ExecSpace const &space, std::size_t n, std::size_t q, std::size_t 
               std::size_t d_queries, int k, SearchOptions const &options)
 {
   using Traits = backends::TileTraits<ExecSpace>;
-  return make_plan(n, q, d, d_queries, k, options, sizeof(T), Traits::query_block,
-                   Traits::database_block, Traits::chunk_bytes, Traits::max_chunk_rows,
-                   // two teams per thread slot keep the space busy (and balanced)
-                   std::max<std::size_t>(1, 2 * std::size_t(space.concurrency()) /
-                                                std::size_t(Traits::team_size)),
-                   Traits::stream_query_bytes, Traits::rerank_query_bytes);
+  // two teams per thread slot keep the space busy (and balanced)
+  std::size_t const teams =
+      std::max<std::size_t>(1, 2 * std::size_t(space.concurrency()) / std::size_t(Traits::team_size));
+  TeamShape shape = team_shape<Traits>(teams);
+  // What this Kokkos allows a team of the space (the traits' figure is the design's; a build
+  // or device with less wins).
+  using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  shape.team_scratch_limit = std::min<std::size_t>(
+      shape.team_scratch_limit, std::size_t(Policy::scratch_size_max(Traits::scratch_level)));
+  return make_plan(n, q, d, d_queries, k, options, sizeof(T), shape);
 }
 
 /// Validates the arguments, plans the tiles and runs `run(plan)`, turning a failed allocation

@@ -1,0 +1,176 @@
+// The GPU's plans fit a GPU block's scratch for every shape, and the team selection keeps
+// exactly what the one-thread candidate buffer keeps.
+
+#include <fastknn/backends/tile_traits.hpp>
+#include <fastknn/detail/plan.hpp>
+#include <fastknn/detail/team_select.hpp>
+
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
+
+#include <Kokkos_Core.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <numeric>
+#include <random>
+#include <vector>
+
+using namespace fastknn;
+
+namespace
+{
+using Gpu = backends::GpuTileTraits;
+// What a CUDA block may take by default (48 KiB); Kokkos keeps ~8 KiB of it for team reductions.
+constexpr std::size_t cuda_block_shared = 48 * 1024;
+} // namespace
+
+TEST_CASE("the GPU traits' plans keep every team's scratch within a CUDA block", "[plan]")
+{
+  static_assert(Gpu::team_scratch_bytes + 8 * 1024 + 16 <= cuda_block_shared);
+  // Per-thread arrays of the team path: the register block's accumulators only.
+  static_assert(Gpu::query_block * Gpu::database_block <= 16);
+  // Two teams per thread slot of an H200 (132 SMs x 2048 threads), as search_impl asks.
+  std::size_t const teams = 2 * 132 * 2048 / std::size_t(Gpu::team_size);
+  std::vector<std::size_t> const sizes{1, 3, 128, 784, 4096};
+  std::size_t planned = 0;
+  for (std::size_t value_size : {sizeof(float), sizeof(double)})
+    for (std::size_t n : sizes)
+      for (std::size_t q : sizes)
+        for (std::size_t d : sizes)
+          for (long long k : {1LL, 100LL, 2048LL, (long long)n})
+          {
+            if (std::size_t(k) > n)
+              continue;
+            for (bool big_budget : {false, true})
+            {
+              SearchOptions opt;
+              opt.workspace_bytes = big_budget ? std::size_t(16) << 30 : std::size_t(64) << 20;
+              auto const plan = detail::make_plan(n, q, d, d, k, opt, value_size,
+                                                  detail::team_shape<Gpu>(teams));
+              INFO("N=" << n << " Q=" << q << " D=" << d << " k=" << k << " value "
+                        << value_size << " budget " << opt.workspace_bytes << ": chunk "
+                        << plan.chunk << ", scratch " << plan.preselect_scratch << " / "
+                        << plan.exact_scan_scratch);
+              CHECK(plan.preselect_scratch <= Gpu::team_scratch_bytes);
+              CHECK(plan.exact_scan_scratch <= Gpu::team_scratch_bytes);
+              // What the pre-selection launch asks for: the block's scores against a chunk and
+              // the selection's scratch.
+              CHECK(Gpu::query_block * plan.chunk * value_size + 64 +
+                        detail::team_select_scratch_bytes(Gpu::team_size, value_size) <=
+                    Gpu::team_scratch_bytes);
+              CHECK(plan.chunk >= std::size_t(Gpu::database_block));
+              CHECK(plan.chunk % Gpu::database_block == 0);
+              CHECK(!plan.stream);
+              ++planned;
+            }
+          }
+  CHECK(planned > 1000);
+}
+
+TEST_CASE("a double search over 1,500 rows was planned past the GPU's scratch", "[plan]")
+{
+  // The case the old traits failed: MR x 2048 doubles = 64 KiB of scores per team.
+  SearchOptions opt;
+  auto const plan =
+      detail::make_plan(1500, 40, 16, 16, 5, opt, sizeof(double), detail::team_shape<Gpu>(64));
+  CHECK(plan.chunk * Gpu::query_block * sizeof(double) < Gpu::team_scratch_bytes);
+  CHECK(plan.preselect_scratch <= Gpu::team_scratch_bytes);
+}
+
+namespace
+{
+/// Runs team_keep_smallest (cut = true) or team_offer over `values` with a team of `team_size`
+/// threads; returns the buffer's pairs.
+template <class T>
+std::vector<std::pair<T, index_type>> run_team(std::vector<T> const &values, int kept,
+                                               int team_size, T &threshold)
+{
+  using Space = Kokkos::DefaultHostExecutionSpace;
+  std::size_t const n = values.size();
+  std::size_t const width = detail::candidate_buffer_width(kept);
+  Kokkos::View<T *, Kokkos::HostSpace> val("val", width), scores("scores", n);
+  Kokkos::View<index_type *, Kokkos::HostSpace> idx("idx", width);
+  Kokkos::View<int, Kokkos::HostSpace> count("count");
+  Kokkos::View<T, Kokkos::HostSpace> thr("threshold");
+  std::copy(values.begin(), values.end(), scores.data());
+  Kokkos::TeamPolicy<Space> policy(Space(), 1, team_size);
+  policy.set_scratch_size(
+      0, Kokkos::PerTeam(detail::team_select_scratch_bytes(team_size, sizeof(T))));
+  using Member = typename Kokkos::TeamPolicy<Space>::member_type;
+  Kokkos::parallel_for(
+      policy,
+      [=](Member const &team)
+      {
+        auto const s = detail::TeamSelectScratch<T>::take(team, 0);
+        detail::TeamBuffer<T> buf{val.data(), idx.data(), 0,
+                                  Kokkos::Experimental::infinity_v<T>, kept,
+                                  detail::candidate_buffer_factor * kept};
+        // Offered in runs of 37 rows, as chunks arrive.
+        for (std::size_t r0 = 0; r0 < n; r0 += 37)
+        {
+          std::size_t const rows = std::min<std::size_t>(37, n - r0);
+          detail::team_offer(team, s, buf, rows, index_type(r0),
+                             [&](std::size_t j) { return scores(r0 + j); }, ~std::size_t(0));
+        }
+        detail::team_trim(team, s, buf);
+        Kokkos::single(Kokkos::PerTeam(team),
+                       [&]()
+                       {
+                         count() = buf.count;
+                         thr() = buf.threshold;
+                       });
+      });
+  Kokkos::fence();
+  threshold = thr();
+  std::vector<std::pair<T, index_type>> out;
+  for (int j = 0; j < count(); ++j)
+    out.emplace_back(val(j), idx(j));
+  return out;
+}
+
+template <class T>
+void check_team_selection(unsigned seed, std::size_t n, int kept, int distinct)
+{
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> pick(0, distinct - 1);
+  std::vector<T> values(n);
+  for (auto &v : values)
+    v = T(pick(rng) - distinct / 3) * T(0.37); // negative values and many ties
+  values[n / 2] = T(-0.0);
+  // Teams of up to 4 threads (as many as the host space runs: 4 in the GPU-shaped suite).
+  int const team_size = std::min(4, Kokkos::DefaultHostExecutionSpace().concurrency());
+  T threshold{};
+  auto const got = run_team(values, kept, team_size, threshold);
+  // Reference: the kept smallest by (value, row), and the kept-th value as the threshold.
+  std::vector<index_type> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](index_type a, index_type b) { return values[a] < values[b]; });
+  std::vector<index_type> want(order.begin(), order.begin() + kept);
+  std::sort(want.begin(), want.end()); // the buffer keeps row order
+  INFO("seed " << seed << " n " << n << " kept " << kept << " team " << team_size);
+  REQUIRE(got.size() == std::size_t(kept));
+  std::vector<index_type> rows;
+  for (auto const &[v, r] : got)
+  {
+    CHECK(v == values[r]);
+    rows.push_back(r);
+  }
+  CHECK(rows == want);
+  CHECK(threshold == values[order[kept - 1]]);
+}
+} // namespace
+
+TEST_CASE("the team selection keeps the k smallest, ties by row, for any team size",
+          "[selection][team]")
+{
+  auto const n = GENERATE(std::size_t(5), std::size_t(300), std::size_t(5000));
+  auto const kept = GENERATE(1, 3, 64, 1000);
+  if (std::size_t(kept) >= n)
+    return;
+  check_team_selection<float>(11 + unsigned(n), n, kept, 50);
+  check_team_selection<double>(12 + unsigned(n), n, kept, 50);
+  check_team_selection<float>(13 + unsigned(n), n, kept, 1000000);
+  check_team_selection<double>(14 + unsigned(n), n, kept, 1000000);
+}
