@@ -155,6 +155,25 @@ inline void check_search_arguments(std::size_t n, std::size_t q, std::size_t d,
               sizeof(double) + sizeof(index_type), "output bytes");
 }
 
+/// Team scratch: a launch's team holds its block's scores against the chunk and the selection's
+/// histogram and staging; the exact scan a block of keys and the same. Both stay within the
+/// space's limit (a GPU block's shared memory) for every type, metric, k and D: the chunk is
+/// clamped to it. Returns the selection's bytes.
+inline std::size_t fit_team_scratch(Plan &p, TeamShape const &shape, std::size_t value_size)
+{
+  std::size_t const select_bytes = team_select_scratch_bytes(shape.team_size, value_size);
+  p.exact_scan_scratch =
+      std::size_t(shape.team_size) * exact_scan_rows_per_thread * value_size + 64 + select_bytes;
+  require(p.exact_scan_scratch + std::size_t(p.mr) * p.nr * value_size <= shape.team_scratch_limit,
+          "the execution space's team scratch (" + std::to_string(shape.team_scratch_limit) +
+              " bytes) is too small for teams of " + std::to_string(shape.team_size) +
+              " threads; report this with the backend's name");
+  std::size_t const score_rows =
+      (shape.team_scratch_limit - select_bytes - 64) / (std::size_t(p.mr) * value_size);
+  p.chunk = std::min(p.chunk, std::max<std::size_t>(p.nr, round_down(score_rows, p.nr)));
+  return select_bytes;
+}
+
 /// Validates the arguments and sizes the tiles so the workspace stays within the budget.
 /// Throws fastknn::Error naming the argument and the fix.
 inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d_queries,
@@ -180,19 +199,7 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
   p.chunk = std::clamp<std::size_t>(round_down(shape.chunk_bytes / row_bytes, nr), nr,
                                     std::max<std::size_t>(nr, round_down(shape.max_chunk_rows, nr)));
   p.chunk = std::min(p.chunk, round_up(n, nr));
-  // Team scratch: a launch's team holds its block's scores against the chunk and the
-  // selection's histogram and staging; the exact scan a block of keys and the same. Both stay
-  // within the space's limit (a GPU block's shared memory) for every type, metric, k and D.
-  std::size_t const select_bytes = team_select_scratch_bytes(shape.team_size, value_size);
-  p.exact_scan_scratch =
-      std::size_t(shape.team_size) * exact_scan_rows_per_thread * value_size + 64 + select_bytes;
-  require(p.exact_scan_scratch + std::size_t(mr) * nr * value_size <= shape.team_scratch_limit,
-          "the execution space's team scratch (" + std::to_string(shape.team_scratch_limit) +
-              " bytes) is too small for teams of " + std::to_string(shape.team_size) +
-              " threads; report this with the backend's name");
-  std::size_t const score_rows =
-      (shape.team_scratch_limit - select_bytes - 64) / (std::size_t(mr) * value_size);
-  p.chunk = std::min(p.chunk, std::max<std::size_t>(nr, round_down(score_rows, nr)));
+  std::size_t const select_bytes = fit_team_scratch(p, shape, value_size);
 
   // Fixed part: per-row norms of database and queries, the centring vector, the integer path's
   // database norms, the re-scoring's per-row counts and list starts.
