@@ -30,6 +30,8 @@ TEST_CASE("the GPU traits' plans keep every team's scratch within a CUDA block",
   static_assert(Gpu::team_scratch_bytes + 8 * 1024 + 16 <= cuda_block_shared);
   // Per-thread arrays of the team path: the register block's accumulators only.
   static_assert(Gpu::query_block * Gpu::database_block <= 16);
+  // A team's queries fill whole warps' worth of (block, panel) pairs.
+  static_assert(Gpu::team_query_blocks * Gpu::query_block == 32);
   // Two teams per thread slot of an H200 (132 SMs x 2048 threads), as search_impl asks.
   std::size_t const teams = 2 * 132 * 2048 / std::size_t(Gpu::team_size);
   std::vector<std::size_t> const sizes{1, 3, 128, 784, 4096};
@@ -56,8 +58,8 @@ TEST_CASE("the GPU traits' plans keep every team's scratch within a CUDA block",
               CHECK(plan.exact_scan_scratch <= Gpu::team_scratch_bytes);
               // What the pre-selection launch asks for: the block's scores against a chunk and
               // the selection's scratch.
-              CHECK(Gpu::query_block * plan.chunk * value_size + 64 +
-                        detail::team_select_scratch_bytes(Gpu::team_size, value_size) <=
+              CHECK(detail::preselect_scratch_bytes(Gpu::query_block * Gpu::team_query_blocks,
+                                                    plan.chunk, Gpu::team_size, value_size) <=
                     Gpu::team_scratch_bytes);
               CHECK(plan.chunk >= std::size_t(Gpu::database_block));
               CHECK(plan.chunk % Gpu::database_block == 0);
@@ -70,11 +72,12 @@ TEST_CASE("the GPU traits' plans keep every team's scratch within a CUDA block",
 
 TEST_CASE("a double search over 1,500 rows was planned past the GPU's scratch", "[plan]")
 {
-  // The case the old traits failed: MR x 2048 doubles = 64 KiB of scores per team.
+  // The case the old traits failed: 4 queries x 2048 doubles = 64 KiB of scores per team.
   SearchOptions opt;
   auto const plan =
       detail::make_plan(1500, 40, 16, 16, 5, opt, sizeof(double), detail::team_shape<Gpu>(64));
-  CHECK(plan.chunk * Gpu::query_block * sizeof(double) < Gpu::team_scratch_bytes);
+  CHECK(plan.chunk * Gpu::query_block * Gpu::team_query_blocks * sizeof(double) <
+        Gpu::team_scratch_bytes);
   CHECK(plan.preselect_scratch <= Gpu::team_scratch_bytes);
 }
 

@@ -55,6 +55,9 @@ struct TileTraits
   static constexpr int chunk_bytes = 256 * 1024; ///< packed database chunk one launch sweeps
   static constexpr int max_chunk_rows = 1024;    ///< bounds the team scratch (MR x chunk scores)
   static constexpr int team_size = 1;
+  /// Query blocks a team scores against its chunk together (the database chunk is read once
+  /// for all of them); the team's threads split (block, panel) pairs. 1: one block per team.
+  static constexpr int team_query_blocks = 1;
   static constexpr int scratch_level = 1;     ///< team scratch level for the chunk's scores
   /// The most team scratch (at scratch_level) one team may take; the planner sizes chunks to it.
   static constexpr std::size_t team_scratch_bytes = std::size_t(16) << 20;
@@ -87,8 +90,10 @@ constexpr int cpu_database_block(HostIsa isa)
 
 /// The GPU's shape, defined on every build so that the host can plan with it (tests prove its
 /// scratch fits) and run it (FASTKNN_GPU_SHAPED_HOST below). A 4 x 4 block per thread keeps
-/// registers low enough for full occupancy; a team of threads shares each query block, splits
-/// the database chunk and selects together (detail/team_select.hpp).
+/// registers low enough for full occupancy; a team of 128 threads scores 8 query blocks (32
+/// queries) against its chunk, so each database row comes from L2 once per 32 queries instead of
+/// once per 4 (the 4-query team needed ~470 GB of L2 reads for Fashion-MNIST, ~47 ms at
+/// 10 TB/s; 32 queries: ~59 GB), and selects together (detail/team_select.hpp).
 struct GpuTileTraits
 {
   static constexpr int query_block = 4;
@@ -96,11 +101,12 @@ struct GpuTileTraits
   static constexpr int chunk_bytes = 4 * 1024 * 1024;
   static constexpr int max_chunk_rows = 2048;
   static constexpr int team_size = 128;
+  static constexpr int team_query_blocks = 8;
   static constexpr int scratch_level = 0; // shared memory
   /// Kokkos gives a CUDA block sharedMemPerBlock (48 KiB) less ~8 KiB it reserves for team
   /// reductions; 32 KiB leaves that and is also the host backends' level-0 limit, so the same
-  /// plans run on the CPU (the GPU-shaped tests): at most 1,904 rows per chunk for float, 936
-  /// for double.
+  /// plans run on the CPU (the GPU-shaped tests): at most 236 rows per chunk for float, 116 for
+  /// double (32 queries' scores each).
   static constexpr std::size_t team_scratch_bytes = 32 * 1024;
   static constexpr int depth_block = 1 << 30;
   static constexpr bool select_in_registers =
@@ -147,6 +153,7 @@ struct TileTraits<Kokkos::OpenMP>
   static constexpr int chunk_bytes = FASTKNN_OPENMP_CHUNK;
   static constexpr int max_chunk_rows = 4096;
   static constexpr int team_size = 1;
+  static constexpr int team_query_blocks = 1;
   static constexpr int scratch_level = 1; // level 0 is capped at 32 KiB on host backends
   static constexpr std::size_t team_scratch_bytes = std::size_t(16) << 20;
   static constexpr int depth_block =

@@ -84,8 +84,11 @@ void preselect_tile(Ctx &c, std::size_t q0, std::size_t q_rows, ProgressReporter
   // one tile was packed once before the first query tile.
   bool const pack_each = !plan.stream && plan.db_tile < n;
   auto const x_shift = database_shift<P>(c.prep);
-  using Kernel = ChunkKernel<M, MR, NR, Traits::depth_block, Traits::scratch_level, ExecSpace, T, P,
-                             XV, decltype(x_shift)>;
+  constexpr int QB = Traits::team_query_blocks;
+  static_assert(QB == 1 || (Traits::depth_block >= (1 << 30) && !Traits::select_in_registers),
+                "query-block groups score the whole depth in one pass, through scratch");
+  using Kernel = ChunkKernel<M, MR, NR, Traits::depth_block, Traits::scratch_level, QB, ExecSpace,
+                             T, P, XV, decltype(x_shift)>;
   for (std::size_t x0 = 0; x0 < n; x0 += plan.db_tile)
   {
     std::size_t const tile_rows = c.schedule.tile_rows_at(x0);
@@ -98,8 +101,8 @@ void preselect_tile(Ctx &c, std::size_t q0, std::size_t q_rows, ProgressReporter
     std::size_t const launch = c.schedule.launch;
     // The block's scores and, for teams of several threads, the selection's scratch (the plan
     // kept the float chunk's total within the space's limit).
-    std::size_t const score_bytes =
-        MR * launch * sizeof(T) + 64 + team_select_scratch_bytes(Traits::team_size, sizeof(T));
+    std::size_t const score_bytes = preselect_scratch_bytes(std::size_t(QB) * MR, launch,
+                                                            Traits::team_size, sizeof(T));
     std::size_t const chunk_bytes = plan.stream ? launch * c.dp * sizeof(typename P::x_type) : 0;
     ChunkGeometry geometry{.dp = c.dp,
                            .d_real = plan.d,
@@ -121,7 +124,8 @@ void preselect_tile(Ctx &c, std::size_t q0, std::size_t q_rows, ProgressReporter
     {
       geometry.step = step;
       Kernel kernel{c.packed, lists, geometry, c.database, x_shift};
-      int const league = plan.stream ? plan.segments : static_cast<int>(blocks) * plan.segments;
+      int const groups = static_cast<int>((blocks + QB - 1) / QB);
+      int const league = plan.stream ? plan.segments : groups * plan.segments;
       Kokkos::TeamPolicy<ExecSpace> policy(c.space, league, team_size_on<Traits>(c.space));
       if constexpr (Traits::scratch_level == 1)
         policy.set_scratch_size(1, Kokkos::PerTeam(score_bytes + chunk_bytes));

@@ -58,6 +58,15 @@ inline std::size_t team_select_scratch_bytes(int team_size, std::size_t value_si
   return 256 * sizeof(int) + std::size_t(team_size) * (value_size + sizeof(index_type)) + 3 * 64;
 }
 
+/// Team scratch of a pre-selection launch: the scores of `queries` queries against `rows`
+/// rows, a count per query, and the selection's.
+inline std::size_t preselect_scratch_bytes(std::size_t queries, std::size_t rows, int team_size,
+                                           std::size_t value_size)
+{
+  return queries * rows * value_size + 64 + queries * sizeof(int) + 64 +
+         team_select_scratch_bytes(team_size, value_size);
+}
+
 /// Everything the search needs to know about sizes, decided once on the host.
 struct Plan
 {
@@ -88,6 +97,7 @@ struct TeamShape
   std::size_t chunk_bytes = 0;        // packed database bytes one launch sweeps
   std::size_t max_chunk_rows = 0;     // at most this many rows per chunk
   int team_size = 1;                  // threads per team
+  int team_query_blocks = 1;          // query blocks a team scores together
   std::size_t team_scratch_limit = 0; // the most team scratch one team may take
   std::size_t teams_wanted = 1;       // teams that keep the space busy
   std::size_t stream_query_bytes = 0; // see backends::TileTraits
@@ -103,6 +113,7 @@ TeamShape team_shape(std::size_t teams_wanted)
           .chunk_bytes = Traits::chunk_bytes,
           .max_chunk_rows = Traits::max_chunk_rows,
           .team_size = Traits::team_size,
+          .team_query_blocks = Traits::team_query_blocks,
           .team_scratch_limit = Traits::team_scratch_bytes,
           .teams_wanted = teams_wanted,
           .stream_query_bytes = Traits::stream_query_bytes,
@@ -158,7 +169,7 @@ inline void check_search_arguments(std::size_t n, std::size_t q, std::size_t d,
 /// Team scratch: a launch's team holds its block's scores against the chunk and the selection's
 /// histogram and staging; the exact scan a block of keys and the same. Both stay within the
 /// space's limit (a GPU block's shared memory) for every type, metric, k and D: the chunk is
-/// clamped to it. Returns the selection's bytes.
+/// clamped to it. Returns the queries a team scores together.
 inline std::size_t fit_team_scratch(Plan &p, TeamShape const &shape, std::size_t value_size)
 {
   std::size_t const select_bytes = team_select_scratch_bytes(shape.team_size, value_size);
@@ -168,10 +179,15 @@ inline std::size_t fit_team_scratch(Plan &p, TeamShape const &shape, std::size_t
           "the execution space's team scratch (" + std::to_string(shape.team_scratch_limit) +
               " bytes) is too small for teams of " + std::to_string(shape.team_size) +
               " threads; report this with the backend's name");
-  std::size_t const score_rows =
-      (shape.team_scratch_limit - select_bytes - 64) / (std::size_t(p.mr) * value_size);
+  std::size_t const queries = std::size_t(p.mr) * std::size_t(shape.team_query_blocks);
+  std::size_t const fixed = preselect_scratch_bytes(queries, 0, shape.team_size, value_size);
+  require(fixed + queries * p.nr * value_size <= shape.team_scratch_limit,
+          "the execution space's team scratch (" + std::to_string(shape.team_scratch_limit) +
+              " bytes) is too small for " + std::to_string(queries) +
+              " queries' scores; report this with the backend's name");
+  std::size_t const score_rows = (shape.team_scratch_limit - fixed) / (queries * value_size);
   p.chunk = std::min(p.chunk, std::max<std::size_t>(p.nr, round_down(score_rows, p.nr)));
-  return select_bytes;
+  return queries;
 }
 
 /// Validates the arguments and sizes the tiles so the workspace stays within the budget.
@@ -199,7 +215,7 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
   p.chunk = std::clamp<std::size_t>(round_down(shape.chunk_bytes / row_bytes, nr), nr,
                                     std::max<std::size_t>(nr, round_down(shape.max_chunk_rows, nr)));
   p.chunk = std::min(p.chunk, round_up(n, nr));
-  std::size_t const select_bytes = fit_team_scratch(p, shape, value_size);
+  std::size_t const team_queries = fit_team_scratch(p, shape, value_size);
 
   // Fixed part: per-row norms of database and queries, the centring vector, the integer path's
   // database norms, the re-scoring's per-row counts and list starts.
@@ -250,7 +266,9 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
   p.workspace = fixed + p.db_tile * row_bytes + p.query_tile * per_query;
   // Few queries: split the database into runs, each with its own candidate buffers, so that the
   // execution space is busy (and, when streaming, the queries are reused from cache).
-  std::size_t const blocks = p.query_tile / mr;
+  // Teams one query tile gives (each takes team_query_blocks blocks of mr queries).
+  std::size_t const blocks =
+      (p.query_tile / mr + shape.team_query_blocks - 1) / std::size_t(shape.team_query_blocks);
   std::size_t const per_segment =
       p.query_tile * (candidate_buffer_width(p.kept) * (value_size + sizeof(index_type)) +
                       value_size + sizeof(int));
@@ -275,7 +293,8 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
       p.db_tile = round_up(n, p.chunk);
       p.workspace = base + s * per_team;
       p.rerank_tile = rerank_tile(p);
-      p.preselect_scratch = std::size_t(mr) * p.chunk * value_size + 64 + select_bytes;
+      p.preselect_scratch =
+          preselect_scratch_bytes(team_queries, p.chunk, shape.team_size, value_size);
       return p;
     }
   }
@@ -289,7 +308,7 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
     p.workspace += (p.segments - 1) * per_segment;
   }
   p.rerank_tile = rerank_tile(p);
-  p.preselect_scratch = std::size_t(mr) * p.chunk * value_size + 64 + select_bytes;
+  p.preselect_scratch = preselect_scratch_bytes(team_queries, p.chunk, shape.team_size, value_size);
   return p;
 }
 

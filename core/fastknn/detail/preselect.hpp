@@ -56,8 +56,8 @@ struct ChunkGeometry
 /// scores to the queries' candidate buffers. Generic path: scores go through team scratch so
 /// that the team's threads can split the chunk. In-register path (one thread per team, no depth
 /// blocking): each register block is compared with the MR thresholds while still in registers.
-template <Metric M, int MR, int NR, int KC, int Level, class ExecSpace, class T, class P, class XV,
-          class Shift>
+template <Metric M, int MR, int NR, int KC, int Level, int QB, class ExecSpace, class T, class P,
+          class XV, class Shift>
 struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
                      CandidateLists<T, typename ExecSpace::memory_space>,
                      ChunkGeometry
@@ -70,6 +70,8 @@ struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
   using database_view = XV;
   static constexpr Metric metric = M;
   static constexpr int mr = MR, nr = NR;
+  /// Query blocks one team scores together (group_path); 1: a team per block.
+  static constexpr int team_blocks = QB;
   /// The CPU's one-thread kernels (backends/host_preselect.hpp) where the space has them.
   static constexpr bool InRegisters = backends::host_preselect_available<ExecSpace>;
   using Host = backends::HostPreselect;
@@ -117,16 +119,20 @@ struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
     return left < launch ? left : launch;
   }
 
-  /// The team's scratch: the block's scores against the chunk and the selection's.
+  /// The team's scratch: its blocks' scores against the chunk, a count per query and the
+  /// selection's (sizes: preselect_scratch_bytes).
   struct Scratch
   {
     T *scores;
+    int *passing;
     TeamSelectScratch<T> select;
   };
   KOKKOS_INLINE_FUNCTION Scratch take_scratch(Member const &team) const
   {
-    T *scores = static_cast<T *>(team.team_scratch(Level).get_shmem(MR * launch * sizeof(T)));
-    return {scores, TeamSelectScratch<T>::take(team, Level)};
+    auto &s = team.team_scratch(Level);
+    T *scores = static_cast<T *>(s.get_shmem(std::size_t(QB) * MR * launch * sizeof(T)));
+    int *passing = static_cast<int *>(s.get_shmem(std::size_t(QB) * MR * sizeof(int)));
+    return {scores, passing, TeamSelectScratch<T>::take(team, Level)};
   }
 
   KOKKOS_INLINE_FUNCTION void block(Member const &team, int bi, int seg, std::size_t c0,
@@ -147,8 +153,10 @@ struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
     std::size_t const c0 = (std::size_t(seg) * seg_chunks + step) * launch;
     if (c0 >= tile_rows)
       return; // the last run may be shorter
-    block(team, bi, seg, c0, rows_at(c0), packed_x.data() + c0 / NR * dp * NR,
-          take_scratch(team));
+    X const *xs = packed_x.data() + c0 / NR * dp * NR;
+    if constexpr (QB > 1)
+      return group_path(team, bi * QB, seg, c0, rows_at(c0), xs, take_scratch(team));
+    block(team, bi, seg, c0, rows_at(c0), xs, take_scratch(team));
   }
 
   KOKKOS_FUNCTION void stream_run(Member const &team) const
@@ -214,6 +222,86 @@ struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
       for (int bi = 0; bi < blocks; ++bi)
         block(team, bi, seg, c0, rows, xs, scratch,
               next.part(std::size_t(bi), std::size_t(blocks)));
+    }
+  }
+
+  /// Teams of many threads (the GPU): query blocks [b0, b0 + QB) against the chunk. Every
+  /// thread takes (block, panel) pairs, neighbours the same panel (read from L2 once, then from
+  /// L1 by the other blocks' threads); the scores wait in scratch. Then the queries that have a
+  /// score below their threshold (counted in one pass, with scratch atomics) offer the chunk to
+  /// their buffers with the whole team (team_offer); after the first chunks most have none.
+  KOKKOS_FUNCTION void group_path(Member const &team, int b0, int seg, std::size_t chunk0,
+                                  std::size_t chunk_rows, X const *xs,
+                                  Scratch const &scratch) const
+  {
+    int const nb = blocks - b0 < QB ? blocks - b0 : QB;
+    int const panels = static_cast<int>(chunk_rows / NR);
+    std::size_t const first = x0 + chunk0;
+    std::size_t const valid = first + chunk_rows <= n ? chunk_rows : n - first;
+    std::size_t const q_first = std::size_t(b0) * MR; // the group's first query in the tile
+    int const queries = nb * MR;
+    T *const scores = scratch.scores; // query (in the group) qi at scores + qi * chunk_rows
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nb * panels),
+                         [&](int item)
+                         {
+                           int const b = item % nb, pj = item / nb;
+                           Acc acc[MR][NR];
+                           for (int i = 0; i < MR; ++i)
+                             for (int j = 0; j < NR; ++j)
+                               acc[i][j] = Acc(0);
+                           P::template accumulate<M, ExecSpace, MR, NR>(
+                               packed_q.data() + std::size_t(b0 + b) * dp * MR,
+                               xs + std::size_t(pj) * dp * NR, 0, dp, acc);
+                           for (int i = 0; i < MR; ++i)
+                           {
+                             std::size_t const ql = q_first + std::size_t(b) * MR + i;
+                             Aux const qa = ql < q_rows ? q_aux(q0 + ql) : Aux(0);
+                             T *out = scores + (std::size_t(b) * MR + i) * chunk_rows +
+                                      std::size_t(pj) * NR;
+                             for (int j = 0; j < NR; ++j)
+                             {
+                               std::size_t const xg = first + std::size_t(pj) * NR + j;
+                               Aux const xa = xg < n ? x_aux(xg) : Aux(0);
+                               out[j] = P::template score<M>(acc[i][j], qa, xa);
+                             }
+                           }
+                         });
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, queries),
+                         [&](int qi) { scratch.passing[qi] = 0; });
+    team.team_barrier();
+    Kokkos::parallel_for(
+        Kokkos::TeamThreadRange(team, std::size_t(queries) * valid),
+        [&](std::size_t e)
+        {
+          std::size_t const qi = e / valid, j = e % valid, ql = q_first + qi;
+          if (ql >= q_rows)
+            return;
+          T const v = scores[qi * chunk_rows + j];
+          if (v < cand_threshold(ql * segments + seg) && !(exclude_self && first + j == q0 + ql))
+            Kokkos::atomic_add(&scratch.passing[qi], 1);
+        });
+    team.team_barrier();
+    for (int qi = 0; qi < queries; ++qi)
+    {
+      std::size_t const ql = q_first + std::size_t(qi);
+      if (ql >= q_rows)
+        break;
+      if (scratch.passing[qi] == 0)
+        continue; // the same on every thread: no barrier skipped by some only
+      std::size_t const b = ql * segments + seg;
+      TeamBuffer<T> buf{&cand_val(b, 0), &cand_idx(b, 0), cand_count(b), cand_threshold(b),
+                        kept, candidate_buffer_factor * kept};
+      T const *row = scores + std::size_t(qi) * chunk_rows;
+      team_offer(team, scratch.select, buf, valid, static_cast<index_type>(first),
+                 [&](std::size_t j) { return row[j]; },
+                 exclude_self ? q0 + ql : ~std::size_t(0));
+      team.team_barrier(); // every thread has read the count and threshold it started from
+      Kokkos::single(Kokkos::PerTeam(team),
+                     [&]()
+                     {
+                       cand_count(b) = buf.count;
+                       cand_threshold(b) = buf.threshold;
+                     });
     }
   }
 
