@@ -7,7 +7,8 @@
 
 Results are the true top k, best first, ties broken by the smaller index, identical on every
 backend and thread count. Distances are in the input's dtype (float32 or float64), indices are
-int64. For "ip" and "cosine" the distances are similarities, largest first (fastknn.sklearn
+int64; no input is rounded without a word (a float64 query float32 cannot hold is searched in
+float64 by search() and refused by a float32 Index). For "ip" and "cosine" the distances are similarities, largest first (fastknn.sklearn
 turns cosine into scikit-learn's 1 - similarity). Bad input raises fastknn.Error (a
 ValueError) with what to do; Ctrl-C stops a long search (KeyboardInterrupt). The scikit-learn
 estimators are in fastknn.sklearn. See docs/python.md.
@@ -32,17 +33,45 @@ def backend():
 
 def _as_float_array(x, what, dtype=None):
     """x as a 2-D float32/float64 numpy array; float32 and float64 arrays pass unchanged (no
-    copy), other dtypes become float64 (exact for integers up to 2**53)."""
+    copy), other dtypes become float64 when that is exact (integers up to 2**53, bool, float16)
+    and are refused otherwise."""
     a = _np.asarray(x) if dtype is None else _np.asarray(x, dtype=dtype)
     if a.dtype not in (_np.float32, _np.float64):
         if a.dtype.kind not in "biuf":
             raise Error(f"{what} must hold numbers, got dtype {a.dtype}; convert it with "
                         "numpy.asarray(x, dtype=numpy.float32)")
+        if a.dtype.kind in "iu" and a.dtype.itemsize > 4 and a.size:
+            # float64 holds every integer up to 2**53 exactly, and no larger one reliably.
+            big = max(abs(int(a.min())), abs(int(a.max())))
+            if big > 2**53:
+                raise Error(f"{what} holds integers up to {big}, beyond 2**53, which float64 "
+                            "(the type fastknn computes in) cannot represent exactly; scale "
+                            "or offset them first")
+        if a.dtype.kind == "f" and a.dtype.itemsize > 8:
+            raise Error(f"{what} is {a.dtype}, which fastknn would round; convert it with "
+                        "numpy.asarray(x, dtype=numpy.float64) if that rounding is acceptable")
         a = a.astype(_np.float64)
     if a.ndim != 2:
         raise Error(f"{what} must be a 2-D array (rows x dimension), got shape {a.shape}; "
                     "reshape it, e.g. x.reshape(1, -1) for one point")
     return a
+
+
+def _queries_for(q, dtype):
+    """The queries in the index's dtype, refusing a conversion that would change a value: a
+    float64 query rounded to float32 can be nearer to another row than the query itself is."""
+    if q.dtype == dtype or dtype == _np.float64:
+        return q  # the same, or float32 -> float64 (exact)
+    q32 = q.astype(_np.float32)
+    with _np.errstate(over="ignore", invalid="ignore"):
+        exact = _np.array_equal(q32.astype(_np.float64), q, equal_nan=True)
+    if not exact:
+        raise Error("the queries are float64 and hold values float32 cannot represent, but "
+                    "the index holds float32 data: rounding them could change the answer. "
+                    "Build the index from database.astype(numpy.float64) for the float64 "
+                    "answer, or pass queries.astype(numpy.float32) to search the rounded "
+                    "queries")
+    return q32
 
 
 def _check_k(k):
@@ -55,15 +84,26 @@ class Index:
     """A database prepared for repeated searches (fastknn::Index).
 
     The pass over the database that every search needs (norms, finiteness and range checks)
-    runs once, here. The index reads the array at every search without copying it (C- or
-    F-ordered float32/float64 on a host backend), so do not change the array while the index
-    lives; build a new index instead.
+    runs once, here. The index keeps its own read-only copy of the database (C- or F-ordered
+    as given), so a later change to the caller's array cannot reach it: searches answer from
+    the data as it was when the index was built. Build a new index to search changed data.
+
+    Queries are converted to the database's dtype only where that is exact: float64 queries
+    that float32 cannot represent are refused on a float32 index (build the index from float64
+    data for the float64 answer).
 
     threads: OpenMP threads the searches use (None or <= 0: all of the backend's).
     """
 
-    def __init__(self, database, metric="l2", threads=None):
+    def __init__(self, database, metric="l2", threads=None, *, _copy=True):
         db = _as_float_array(database, "the database")
+        if _copy or not (db.flags.c_contiguous or db.flags.f_contiguous):
+            db = _np.array(db, order="F" if db.flags.f_contiguous and not db.flags.c_contiguous
+                           else "C", copy=True)
+        else:
+            db = db.view()  # the flag below must not change the caller's array
+        db.flags.writeable = False
+        self._database = db  # private: the core reads it at every search
         if not isinstance(metric, str):
             raise Error(f"metric must be a name such as 'l2' or 'cosine', got {metric!r}")
         self._threads = 0 if threads is None else int(threads)
@@ -100,15 +140,14 @@ class Index:
         (exact_fallbacks, rescored, integer_preselection, workspace_bytes, isa, and
         search_seconds: the library's search alone, without the binding's conversions).
         """
-        q = _as_float_array(queries, "the queries")
+        q = _queries_for(_as_float_array(queries, "the queries"), self.dtype)
         return self._index.search(q, _check_k(k), bool(exclude_self),
                                   0 if workspace_bytes is None else int(workspace_bytes),
                                   progress, stats)
 
     def __reduce__(self):
-        raise TypeError("a fastknn.Index refers to its database array and is not pickled; "
-                        "pickle the array and build the index again (fastknn.sklearn "
-                        "estimators do this for you)")
+        raise TypeError("a fastknn.Index is not pickled; pickle its database array and build "
+                        "the index again (fastknn.sklearn estimators do this for you)")
 
 
 def search(database, queries, k, metric="l2", exclude_self=False, workspace_bytes=None,
@@ -116,6 +155,16 @@ def search(database, queries, k, metric="l2", exclude_self=False, workspace_byte
     """(distances, indices) of the k nearest rows of `database` to each row of `queries`.
 
     One call of Index(database, metric, threads).search(queries, k, ...); see Index.search.
+    The database is not copied. Float64 queries on float32 data that float32 cannot represent
+    are searched in float64 (the database converted exactly), so the answer is the float64
+    one and the distances are float64.
     """
-    return Index(database, metric, threads).search(queries, k, exclude_self, workspace_bytes,
-                                                   progress, stats)
+    db = _as_float_array(database, "the database")
+    q = _as_float_array(queries, "the queries")
+    if db.dtype == _np.float32 and q.dtype == _np.float64:
+        try:
+            q = _queries_for(q, db.dtype)
+        except Error:
+            db = db.astype(_np.float64)
+    return Index(db, metric, threads, _copy=False).search(q, k, exclude_self, workspace_bytes,
+                                                          progress, stats)

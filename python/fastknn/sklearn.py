@@ -9,9 +9,12 @@ The parameters, defaults and methods are scikit-learn's (1.2). What differs:
   and ignored (every algorithm scikit-learn offers gives the exact answer too; fastknn's ties go
   to the smaller training index);
 - metrics: "minkowski" with p = 1 or 2, "euclidean"/"l2", "manhattan"/"cityblock"/"l1",
-  "sqeuclidean" and "cosine" (1 - cosine similarity; rows of zeros are refused with an error,
-  where scikit-learn gives them distance 1). Others raise ValueError; `metric_params` must be
-  None;
+  "sqeuclidean" and "cosine" (1 - cosine similarity; rows of zeros are at distance 1, as in
+  scikit-learn). Others raise ValueError; `metric_params` must be None;
+- `fit` keeps its own copy of the training points: changing the caller's array afterwards does
+  not change the answers (scikit-learn answers from the changed array; neither mixes the two);
+- float64 queries on float32 training points are answered in float64, as scikit-learn does (a
+  float64 copy of the training points is made on the first such query);
 - `n_jobs` is the number of OpenMP threads (None or -1: all);
 - `radius_neighbors` and `radius_neighbors_graph` raise NotImplementedError (fastknn searches by
   count, not by radius);
@@ -90,6 +93,7 @@ class _FastKNNBase(BaseEstimator):
     """fit / kneighbors / kneighbors_graph shared by the three estimators."""
 
     def _fit_data(self, X, y=None, **check):
+        given = X
         if y is None:
             X = self._validate_data(X, dtype=[np.float64, np.float32], order="C")
         else:
@@ -99,6 +103,12 @@ class _FastKNNBase(BaseEstimator):
             raise ValueError(f"Expected n_neighbors > 0. Got {self.n_neighbors!r}")
         self.effective_metric_ = _fastknn_metric(self.metric, self.p, self.metric_params)
         _threads(self.n_jobs)
+        # The estimator owns its training points: a caller who changes its array after fit
+        # must not get answers mixing old norms with new rows (validation copies some inputs
+        # already; copy the rest).
+        if isinstance(given, np.ndarray) and np.may_share_memory(X, given):
+            X = X.copy()
+        X.flags.writeable = False
         self._fit_X = X
         self.n_samples_fit_ = X.shape[0]
         self._build_index()
@@ -108,20 +118,38 @@ class _FastKNNBase(BaseEstimator):
         # The pass over the training points every search needs runs once, here. Cosine: rows of
         # zeros (undefined for fastknn) are at cosine distance 1 from everything, as in
         # scikit-learn; the index holds the other rows and kneighbors merges the two.
-        X = self._fit_X
         self._zero_rows = None
+        self._index64 = None
         if self.effective_metric_ == "cosine":
-            zero = ~np.any(X != 0, axis=1)
+            zero = ~np.any(self._fit_X != 0, axis=1)
             if zero.any():
                 self._zero_rows = np.flatnonzero(zero)
                 self._nonzero_rows = np.flatnonzero(~zero)
-                X = X[self._nonzero_rows]
-        self._index = (Index(X, self.effective_metric_, _threads(self.n_jobs))
-                       if X.shape[0] > 0 else None)
+        self._index = self._make_index(self._fit_X.dtype)
+
+    def _make_index(self, dtype):
+        """An Index over the training rows it searches (cosine: the non-zero ones) in dtype."""
+        X = self._fit_X if self._zero_rows is None else self._fit_X[self._nonzero_rows]
+        if X.shape[0] == 0:
+            return None
+        return Index(X.astype(dtype, copy=False), self.effective_metric_,
+                     _threads(self.n_jobs), _copy=False)  # X is the estimator's own array
+
+    def _index_for(self, dtype):
+        """The index that answers queries of `dtype` exactly. As in scikit-learn, float64
+        queries on float32 training points are answered in float64: rounding them to float32
+        could change their neighbours. That index (a float64 copy of the training points) is
+        built on the first such query."""
+        if dtype != np.float64 or self._fit_X.dtype == np.float64:
+            return self._index, self._fit_X.dtype
+        if self._index64 is None:
+            self._index64 = self._make_index(np.float64)
+        return self._index64, np.dtype(np.float64)
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state.pop("_index", None)  # refers to _fit_X; rebuilt after unpickling
+        state.pop("_index", None)  # built from _fit_X again after unpickling
+        state.pop("_index64", None)
         return state
 
     def __setstate__(self, state):
@@ -130,33 +158,32 @@ class _FastKNNBase(BaseEstimator):
             self._build_index()
 
     def _search(self, Q, k, query_is_train):
+        index, dtype = self._index_for(Q.dtype)
         if self._zero_rows is None:
-            Q = Q.astype(self._index.dtype, copy=False)
-            return self._index.search(Q, k, exclude_self=query_is_train)
-        return self._search_with_zero_rows(Q, k, query_is_train)
+            return index.search(Q.astype(dtype, copy=False), k, exclude_self=query_is_train)
+        return self._search_with_zero_rows(index, dtype, Q, k, query_is_train)
 
-    def _search_with_zero_rows(self, Q, k, query_is_train):
+    def _search_with_zero_rows(self, index, dtype, Q, k, query_is_train):
         """Cosine with rows of zeros in the training set: fastknn's top k among the other rows,
         merged with the zero rows (similarity 0) by (similarity, index)."""
         n_q = Q.shape[0]
         q_zero = ~np.any(Q != 0, axis=1)
-        dtype = self._fit_X.dtype
         parts_s, parts_i = [], []
         # Non-zero queries against the non-zero training rows.
-        if self._index is not None and (~q_zero).any():
+        if index is not None and (~q_zero).any():
             nz_q = np.flatnonzero(~q_zero)
-            room = self._index.size - (1 if query_is_train else 0)
+            room = index.size - (1 if query_is_train else 0)
             kk = min(k, room)
             s_nz = np.full((n_q, kk), -np.inf)
             i_nz = np.full((n_q, kk), -1, dtype=np.int64)
             if kk > 0:
                 if query_is_train:  # the queries are the index's own rows: exclude_self
-                    s, i = self._index.search(self._fit_X[self._nonzero_rows], kk,
-                                              exclude_self=True)
+                    s, i = index.search(self._fit_X[self._nonzero_rows], kk,
+                                        exclude_self=True)
                     pos = np.searchsorted(self._nonzero_rows, nz_q)
                     s, i = s[pos], i[pos]
                 else:
-                    s, i = self._index.search(Q[nz_q].astype(dtype, copy=False), kk)
+                    s, i = index.search(Q[nz_q].astype(dtype, copy=False), kk)
                 s_nz[nz_q] = s
                 i_nz[nz_q] = self._nonzero_rows[i]
             parts_s.append(s_nz)

@@ -1,11 +1,13 @@
 // fastknn's Python binding (module fastknn._core): fastknn::search and fastknn::Index on numpy
 // arrays. The Python package (python/fastknn/__init__.py) wraps it; see docs/python.md.
 //
-// Arrays: float32 or float64, 2-D. A C-ordered (row-major) or F-ordered (column-major)
-// database is searched where it lies, without a copy, on a backend whose memory the host can
-// read (OpenMP, Serial); queries are read in place when C-ordered. Anything else (other dtypes,
-// strided views, F-ordered queries) is converted by numpy first, which copies; so does a device
-// backend (CUDA), which needs the data in its memory. The GIL is released while a search runs;
+// Arrays: float32 or float64, 2-D (other dtypes are refused; the Python package converts what
+// it can convert exactly). A C-ordered (row-major) or F-ordered (column-major) database is
+// searched where it lies, without a copy, on a backend whose memory the host can read (OpenMP,
+// Serial); the package hands it a private read-only copy. Queries are read in place when
+// C-ordered and of the database's dtype; strided or F-ordered ones are copied by numpy, and the
+// package converts float64 queries for a float32 database only where that is exact. A device
+// backend (CUDA) copies both into its memory. The GIL is released while a search runs;
 // Ctrl-C stops it (the progress callback asks Python whether a signal arrived).
 
 #include <fastknn/fastknn.hpp>
@@ -173,8 +175,13 @@ public:
     ensure_kokkos();
     check_2d(database, "the database");
     bool const f = is_f_ordered(database);
-    bool const dbl = py::isinstance<py::array_t<double>>(database) &&
-                     database.dtype().is(py::dtype::of<double>());
+    // By value, not identity: an unpickled array's dtype is an equal but distinct object (an
+    // identity test once sent such float64 data down the float32 path).
+    bool const dbl = database.dtype().equal(py::dtype::of<double>());
+    if (!dbl && !database.dtype().equal(py::dtype::of<float>()))
+      throw fastknn::Error("the database must be float32 or float64, got " +
+                           std::string(py::str(database.dtype())) +
+                           "; convert it with numpy.asarray(x, dtype=numpy.float64)");
     // Keep numpy's buffer alive (and unchanged: the index reads it at every search).
     if (dbl)
       _array = f ? py::array(py::array_t<double, py::array::f_style | py::array::forcecast>::ensure(database))
@@ -226,7 +233,15 @@ public:
           else
           {
             using T = typename I::value_type;
-            // Queries in the database's dtype, C-ordered (numpy copies otherwise).
+            // Queries in the database's dtype, C-ordered (numpy copies otherwise); never
+            // rounded here (the package rounds only where that is exact).
+            bool const q_double = queries.dtype().equal(py::dtype::of<double>());
+            if (!q_double && !queries.dtype().equal(py::dtype::of<float>()))
+              throw fastknn::Error("the queries must be float32 or float64, got " +
+                                   std::string(py::str(queries.dtype())));
+            if (std::is_same_v<T, float> && q_double)
+              throw fastknn::Error("float64 queries on a float32 index would be rounded; "
+                                   "convert them (fastknn.Index.search does so where exact)");
             auto q = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(queries);
             if (!q)
               throw fastknn::Error("the queries could not be converted to the database's dtype");

@@ -265,3 +265,77 @@ def test_cosine_rows_of_zeros_as_sklearn():
         for dr, ir in zip(d1, i1):
             assert len(set(ir)) == 6
             assert all((dr[j], ir[j]) < (dr[j + 1], ir[j + 1]) for j in range(5))
+
+
+def _rounding_trap():
+    """float32 rows (0, 0) and (1, 1) and a float64 query nearer to (1, 1) that float32 rounds
+    onto the tie line (0.5, 0.5), where the smaller index (0, 0) wins: the wrong answer a
+    silent float64 -> float32 conversion gives."""
+    db = np.array([[0, 0], [1, 1]], dtype=np.float32)
+    q = np.array([[0.5 + 1e-9, 0.5]], dtype=np.float64)
+    assert ((q - db.astype(np.float64)) ** 2).sum(1).argmin() == 1
+    return db, q
+
+
+def test_float64_queries_on_float32_data_never_rounded_silently():
+    db, q = _rounding_trap()
+    # One-shot search: the float64 answer, in float64.
+    dist, ind = fastknn.search(db, q, 1)
+    assert ind[0, 0] == 1 and dist.dtype == np.float64
+    np.testing.assert_allclose(dist[0, 0], np.hypot(0.5 - 1e-9, 0.5), rtol=1e-15)
+    # A float32 index refuses such queries and says what to do ...
+    index = fastknn.Index(db)
+    with pytest.raises(fastknn.Error, match="float32 cannot represent"):
+        index.search(q, 1)
+    # ... and takes float64 queries float32 holds exactly (the same answer as float32).
+    d, i = index.search(np.array([[0.75, 0.25]]), 2)
+    np.testing.assert_array_equal(i, [[0, 1]])
+    assert d.dtype == np.float32
+    # The estimators answer in float64, as scikit-learn does.
+    for est in (NearestNeighbors(n_neighbors=1), KNeighborsRegressor(1)):
+        est.fit(db, *([np.array([10.0, 20.0])] if isinstance(est, KNeighborsRegressor) else []))
+        theirs = skn.NearestNeighbors(n_neighbors=1, algorithm="brute").fit(db)
+        assert est.kneighbors(q, 1)[1][0, 0] == theirs.kneighbors(q, 1)[1][0, 0] == 1
+    assert KNeighborsRegressor(1).fit(db, [10.0, 20.0]).predict(q)[0] == 20.0
+
+
+def test_integers_beyond_float64_refused():
+    big = np.array([[2**53 + 1, 0], [0, 1]], dtype=np.int64)
+    with pytest.raises(fastknn.Error, match="beyond 2\\*\\*53"):
+        fastknn.search(big, big, 1)
+    ok = np.array([[2**53, 0], [0, 1]], dtype=np.int64)
+    assert fastknn.search(ok, ok[:1], 1)[1][0, 0] == 0
+
+
+def test_changing_the_callers_array_never_mixes_old_and_new_data():
+    rng = np.random.default_rng(11)
+    for metric in ("l2", "cosine", "ip"):
+        db = rng.standard_normal((500, 16)).astype(np.float32)
+        q = rng.standard_normal((40, 16)).astype(np.float32)
+        original = db.copy()
+        index = fastknn.Index(db, metric=metric)
+        nn = NearestNeighbors(n_neighbors=7, metric="cosine" if metric == "cosine" else
+                              "euclidean").fit(db)
+        db[::3] *= 7.0  # rows and norms change in the caller's array
+        db[1] = q[0]
+        d, i = index.search(q, 7)
+        assert_matches_reference(original, q, 7, metric, d, i)  # the data as it was
+        d2, i2 = nn.kneighbors(q)
+        theirs = skn.NearestNeighbors(n_neighbors=7, algorithm="brute",
+                                      metric=nn.metric).fit(original)
+        np.testing.assert_array_equal(i2, theirs.kneighbors(q)[1])
+    # The caller's array stays writeable (the index copied it; it did not lock it).
+    assert db.flags.writeable
+
+
+def test_unpickled_float64_data_stays_float64():
+    # An unpickled array's dtype is an equal but distinct object: it once took the float32
+    # path, rounding the data.
+    db = pickle.loads(pickle.dumps(np.array([[0.0, 0.0], [1.0, 1.0]])))
+    q = pickle.loads(pickle.dumps(np.array([[0.5 + 1e-9, 0.5]])))
+    index = fastknn.Index(db)
+    assert index.dtype == np.float64
+    dist, ind = index.search(q, 1)
+    assert ind[0, 0] == 1 and dist.dtype == np.float64
+    with pytest.raises(fastknn.Error, match="float32 or float64"):
+        fastknn._core.Index(np.zeros((3, 2), dtype=np.float16), "l2", 0)
