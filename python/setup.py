@@ -30,7 +30,8 @@ class CMakeBuild(build_ext):
         args = shlex.split(os.environ.get("FASTKNN_CMAKE_ARGS", "-DCMAKE_CXX_FLAGS=-march=native"))
         subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
                         "-DFASTKNN_ENABLE_PYTHON=ON", "-DFASTKNN_ENABLE_TESTS=OFF",
-                        "-DFASTKNN_ENABLE_TOOLS=OFF", f"-DFASTKNN_PYTHON_EXECUTABLE={sys.executable}",
+                        "-DFASTKNN_ENABLE_TOOLS=OFF", "-DBUILD_SHARED_LIBS=OFF",
+                        f"-DFASTKNN_PYTHON_EXECUTABLE={sys.executable}",
                         *args], check=True)
         subprocess.run(["cmake", "--build", str(build), "--target", "fastknn_python", "-j",
                         str(os.cpu_count() or 1)], check=True)

@@ -8,6 +8,7 @@
 #include <string>
 #include <type_traits>
 
+#include <fastknn/detail/eti.hpp>
 #include <fastknn/detail/search_impl.hpp>
 #include <fastknn/detail/summary.hpp>
 #include <fastknn/error.hpp>
@@ -36,8 +37,7 @@ public:
     detail::check_view<ExecSpace, DatabaseView>();
     detail::check_database_shape(database.extent(0), database.extent(1));
     Kokkos::Profiling::ScopedRegion region("fastknn::Index");
-    detail::with_metric(metric, [&]<Metric M>()
-                        { _summary = detail::summarise_database<M>(space, database, true); });
+    _summary = detail::summarise(space, database, metric);
   }
 
   /// k nearest neighbours of each query row, as fastknn::search. options.metric must be the
@@ -71,9 +71,7 @@ public:
                                                    std::string(metric_name(options.metric)) +
                                                    " but this index was built for " +
                                                    std::string(metric_name(_metric)));
-    return detail::with_metric(
-        _metric, [&]<Metric M>()
-        { return detail::search_impl<M>(space, _database, _summary, queries, plan, options); });
+    return detail::search(space, _database, _summary, queries, plan, options);
   }
   template <class QueryView>
   Neighbors<memory_space, value_type> search(ExecSpace const &space, QueryView const &queries,

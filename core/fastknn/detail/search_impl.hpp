@@ -122,11 +122,16 @@ search_impl(ExecSpace const &space, XV const &database,
     }
   }
   std::size_t packs = 0, rescored = 0;
-  std::size_t const fallbacks =
-      integer_path
-          ? run_tiles<M, Int8>(space, database, queries, plan, opt, prep, result, packs, rescored)
-          : run_tiles<M, FloatScores<T>>(space, database, queries, plan, opt, prep, result, packs,
-                                         rescored);
+  std::size_t fallbacks = 0;
+  // The integer pipeline is instantiated only where it can run (L2 metrics, a space with the
+  // instruction): compile time is spent on paths that run.
+  if constexpr (uses_centring(M) && integer_path_enabled<ExecSpace>)
+    if (integer_path)
+      fallbacks =
+          run_tiles<M, Int8>(space, database, queries, plan, opt, prep, result, packs, rescored);
+  if (!integer_path)
+    fallbacks = run_tiles<M, FloatScores<T>>(space, database, queries, plan, opt, prep, result,
+                                             packs, rescored);
   if (opt.stats)
   {
     opt.stats->workspace_bytes = plan.workspace;
