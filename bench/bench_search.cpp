@@ -374,10 +374,10 @@ int main(int argc, char **argv)
   benchmark::AddCustomContext("concurrency", std::to_string(Space().concurrency()));
   benchmark::AddCustomContext("kokkos_version", std::to_string(KOKKOS_VERSION));
   {
-    using Traits = fastknn::backends::TileTraits<Space>;
-    benchmark::AddCustomContext("isa", Traits::isa);
-    benchmark::AddCustomContext("register_block", std::to_string(Traits::query_block) + "x" +
-                                                      std::to_string(Traits::database_block));
+    auto const shape = fastknn::detail::tile_shape<Space>(1);
+    benchmark::AddCustomContext("isa", fastknn::detail::kernel_isa<Space>());
+    benchmark::AddCustomContext("register_block",
+                                std::to_string(shape.mr) + "x" + std::to_string(shape.nr));
   }
   if (Kokkos::SpaceAccessibility<Kokkos::HostSpace, MS>::accessible)
   {

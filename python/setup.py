@@ -1,8 +1,9 @@
 """pip install --no-build-isolation <repo>/python: builds fastknn's Python module with the
 project's CMake (offline; needs what tools/setup.sh installs) and installs the package.
 
-FASTKNN_CMAKE_ARGS (environment) adds configure arguments, e.g. "-DCMAKE_CXX_FLAGS=-march=native"
-(the default) or a Kokkos_ROOT for another backend."""
+FASTKNN_CMAKE_ARGS (environment) adds configure arguments, e.g. a Kokkos_ROOT for another
+backend. No -march flag is needed: the host kernels are built for every x86-64 level and the
+best one the CPU supports is loaded at run time."""
 
 import os
 import shlex
@@ -27,7 +28,7 @@ def version():
 class CMakeBuild(build_ext):
     def build_extension(self, ext):
         build = Path(self.build_temp).resolve() / "cmake"
-        args = shlex.split(os.environ.get("FASTKNN_CMAKE_ARGS", "-DCMAKE_CXX_FLAGS=-march=native"))
+        args = shlex.split(os.environ.get("FASTKNN_CMAKE_ARGS", ""))
         subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
                         "-DFASTKNN_ENABLE_PYTHON=ON", "-DFASTKNN_ENABLE_TESTS=OFF",
                         "-DFASTKNN_ENABLE_TOOLS=OFF", "-DBUILD_SHARED_LIBS=OFF",
@@ -39,6 +40,10 @@ class CMakeBuild(build_ext):
         target = Path(self.get_ext_fullpath(ext.name))
         target.parent.mkdir(parents=True, exist_ok=True)
         self.copy_file(str(built), str(target))
+        # The host kernels of each instruction set (libfastknn_isa_*.so): the module, which
+        # holds libfastknn statically, loads the one the CPU supports from its own folder.
+        for module in build.glob("libfastknn_isa_*.so"):
+            self.copy_file(str(module), str(target.parent / module.name))
 
 
 setup(

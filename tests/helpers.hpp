@@ -72,11 +72,10 @@ HostResult<T> run_planned(std::vector<T> const &x, std::size_t n, std::vector<T>
                           std::size_t teams_wanted, std::size_t stream_query_bytes,
                           std::optional<std::size_t> rerank_tile = std::nullopt)
 {
-  using Traits = backends::TileTraits<Space>;
   Space space;
   auto xd = to_device(space, x, n, d);
   auto qd = to_device(space, q, nq, d);
-  auto shape = detail::team_shape<Traits>(teams_wanted);
+  auto shape = detail::tile_shape<Space>(teams_wanted); // the shape of the kernels that run
   shape.stream_query_bytes = stream_query_bytes;
   shape.rerank_query_bytes = 0;
   auto plan = detail::make_plan(n, nq, d, d, k, opt, sizeof(T), shape);

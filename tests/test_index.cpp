@@ -93,7 +93,7 @@ TEMPLATE_LIST_TEST_CASE("Index: integer data, queries inside, below and beyond i
   opt.stats = &stats;
   // Inside: the integer path with the norms prepared by the index.
   check_same(index, space, x, n, integer_matrix<float>(30, d, 92, 10, 200), 30, d, 9, opt);
-  bool const accelerated = detail::integer_path_enabled<TestType>;
+  bool const accelerated = detail::tile_shape<TestType>(1).integer_path; // the kernels that run
   CHECK(stats.integer_preselection == accelerated);
   // Reaching below the database's smallest value (still 256 values in all): the integer path
   // with norms relative to the queries' smallest value.

@@ -283,7 +283,6 @@ TEMPLATE_LIST_TEST_CASE("database runs: streamed and from the packed copy agree"
 {
   // The same few queries planned three ways (white box: plans made by hand): one run, runs
   // over the packed copy of the database, streamed runs. All must give the reference's answer.
-  using Traits = backends::TileTraits<TestType>;
   std::size_t const n = 12007, nq = 20, d = 48;
   int const k = 25;
   auto x = random_matrix<float>(n, d, 51);
@@ -295,7 +294,7 @@ TEMPLATE_LIST_TEST_CASE("database runs: streamed and from the packed copy agree"
   opt.workspace_bytes = std::size_t(64) << 20;
   auto run = [&](std::size_t teams, bool stream, int expect_segments_min)
   {
-    auto shape = detail::team_shape<Traits>(teams);
+    auto shape = detail::tile_shape<TestType>(teams);
     shape.chunk_bytes = 64 * 1024;
     shape.stream_query_bytes = stream ? std::size_t(1) << 20 : 0;
     shape.rerank_query_bytes = 0;

@@ -771,11 +771,12 @@ int run(int argc, char *argv[])
   }
   if (command == "--version")
   {
-    using Traits = fastknn::backends::TileTraits<fastknn::DefaultBackend>;
+    // The kernels the search will run: the instruction-set variant the library chose.
+    auto const shape = fastknn::detail::tile_shape<fastknn::DefaultBackend>(1);
     std::printf("fastknn %s (Kokkos %d.%d.%d, backend %s, kernels %s %d x %d)\n",
                 FASTKNN_VERSION_STRING, KOKKOS_VERSION_MAJOR, KOKKOS_VERSION_MINOR,
-                KOKKOS_VERSION_PATCH, fastknn::backend_name(), Traits::isa, Traits::query_block,
-                Traits::database_block);
+                KOKKOS_VERSION_PATCH, fastknn::backend_name(),
+                fastknn::detail::kernel_isa<fastknn::DefaultBackend>().c_str(), shape.mr, shape.nr);
     return 0;
   }
   if (command == "classify")

@@ -54,10 +54,11 @@ public:
                         " but the search asks for " + std::string(metric_name(options.metric)) +
                         "; build an Index with that metric");
     Kokkos::Profiling::ScopedRegion region("fastknn::Index::search");
-    return detail::planned_search<ExecSpace, value_type>(
-        space, _database.extent(0), queries.extent(0), _database.extent(1), queries.extent(1), k,
-        options,
-        [&](detail::Plan const &plan) { return search_planned(space, queries, plan, options); });
+    detail::Plan const plan =
+        detail::plan<ExecSpace, value_type>(space, _database.extent(0), queries.extent(0),
+                                            _database.extent(1), queries.extent(1), k, options);
+    return detail::planned_search(plan,
+                                  [&] { return search_planned(space, queries, plan, options); });
   }
 
   /// The search with a given tile plan (from detail::make_plan, possibly altered): tests use it

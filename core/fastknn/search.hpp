@@ -45,9 +45,9 @@ requires detail::is_space_v<ExecSpace>
                 "fastknn::search: database and queries must have the same value type");
   Kokkos::Profiling::ScopedRegion region("fastknn::search");
   // The arguments are checked before the pass over the database.
-  static_cast<void>(detail::plan_for<ExecSpace, T>(space, database.extent(0), queries.extent(0),
-                                                   database.extent(1), queries.extent(1), k,
-                                                   options));
+  static_cast<void>(detail::plan<ExecSpace, T>(space, database.extent(0), queries.extent(0),
+                                               database.extent(1), queries.extent(1), k,
+                                               options));
   Index<ExecSpace, DatabaseView> const index(space, database, options.metric);
   return index.search(space, queries, k, options);
 }

@@ -19,7 +19,7 @@ import numpy as _np
 from . import _core
 from ._core import Cancelled, Error, __version__
 
-__all__ = ["search", "Index", "Error", "Cancelled", "backend", "METRICS", "__version__"]
+__all__ = ["search", "Index", "Error", "Cancelled", "backend", "isa", "METRICS", "__version__"]
 
 #: Metric names the search accepts (aliases in parentheses in docs/python.md).
 METRICS = ("l2", "euclidean", "sqeuclidean", "l2sq", "l1", "manhattan", "cityblock", "ip",
@@ -29,6 +29,13 @@ METRICS = ("l2", "euclidean", "sqeuclidean", "l2sq", "l1", "manhattan", "cityblo
 def backend():
     """The Kokkos execution space the searches run on ("OpenMP", "Serial", "Cuda", ...)."""
     return _core.backend()
+
+
+def isa():
+    """The kernels the searches run: the instruction-set variant the library chose for this CPU
+    ("generic", "avx2", "avx512", "avx512vnni"; FASTKNN_ISA forces a lower one), or the device
+    ("cuda")."""
+    return _core.isa()
 
 
 def _as_float_array(x, what, dtype=None):

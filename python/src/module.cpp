@@ -323,6 +323,7 @@ PYBIND11_MODULE(_core, m)
       .def_property_readonly("dtype", &PyIndex::dtype);
 
   m.def("backend", [] { return std::string(Space::name()); });
+  m.def("isa", [] { return fastknn::detail::kernel_isa<Space>(); });
   m.def("concurrency",
         []
         {

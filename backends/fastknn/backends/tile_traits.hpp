@@ -165,7 +165,11 @@ struct TileTraits<Kokkos::OpenMP>
   // Measured (float path, Fashion-MNIST k = 1024, interleaved): 975-1027 ms of re-scoring
   // against 1048-1328 ms with 768 KiB.
   static constexpr std::size_t rerank_query_bytes = FASTKNN_OPENMP_RERANK_BYTES;
+#ifdef FASTKNN_ISA_NAME // the compiled library's module names its variant (avx512 vs avx512vnni)
+  static constexpr char const *isa = FASTKNN_ISA_NAME;
+#else
   static constexpr char const *isa = isa_name(host_isa);
+#endif
 };
 #endif
 

@@ -1,12 +1,8 @@
 #pragma once
 /// \file fastknn/detail/entry.hpp
-/// The two places fastknn::Index enters the pipeline (the pass over the database, and one
-/// search), as functions of a few canonical View types that the compiled library instantiates
-/// once (detail/eti.hpp lists them). Every View a caller passes whose value type, layout and
-/// memory space match one of them (const or not, managed or not, any device type of that memory
-/// space) is converted to it here, so one instantiation serves them all; LayoutLeft queries are
-/// copied to LayoutRight (Q x D, the small side). Any other View runs the same pipeline
-/// instantiated in the caller's translation unit.
+/// The places fastknn::Index enters the pipeline (the tile shape and plan, the pass over the
+/// database, one search), as functions of a few canonical View types that the compiled library
+/// instantiates once (detail/eti.hpp lists them and routes calls to them).
 
 #include <Kokkos_Core.hpp>
 
@@ -40,6 +36,31 @@ inline constexpr bool entry_view_v =
     (std::is_same_v<typename V::array_layout, Kokkos::LayoutRight> ||
      std::is_same_v<typename V::array_layout, Kokkos::LayoutLeft>);
 
+/// The tile shape of the space's traits (what make_plan plans with): tests that make their
+/// own plans ask for it here, so that a plan fits the kernels that will run it.
+template <class ExecSpace>
+TeamShape space_shape(std::size_t teams_wanted)
+{
+  TeamShape shape = team_shape<backends::TileTraits<ExecSpace>>(teams_wanted);
+  shape.integer_path = integer_path_enabled<ExecSpace>;
+  return shape;
+}
+template <class ExecSpace>
+FASTKNN_EXPORT TeamShape shape_entry(std::size_t teams_wanted)
+{
+  return space_shape<ExecSpace>(teams_wanted);
+}
+
+/// The argument checks and the tile plan of a search (plan_for) with the traits of the kernels
+/// that will run it.
+template <class ExecSpace, class T>
+FASTKNN_EXPORT Plan plan_entry(ExecSpace const &space, std::size_t n, std::size_t q,
+                               std::size_t d, std::size_t d_queries, int k,
+                               SearchOptions const &options)
+{
+  return plan_for<ExecSpace, T>(space, n, q, d, d_queries, k, options);
+}
+
 /// The pass over the database for `metric` (fastknn::Index's constructor).
 template <class ExecSpace, class T, class Layout>
 FASTKNN_EXPORT DatabaseSummary<T, typename ExecSpace::memory_space>
@@ -60,57 +81,15 @@ search_entry(ExecSpace const &space,
              EntryView<T, Kokkos::LayoutRight, typename ExecSpace::memory_space> const &queries,
              Plan const &plan, SearchOptions const &options)
 {
+  using Traits = backends::TileTraits<ExecSpace>;
+  require(plan.mr == Traits::query_block && plan.nr == Traits::database_block,
+          "the plan was made for a " + std::to_string(plan.mr) + " x " + std::to_string(plan.nr) +
+              " register block but the kernels in use (" + Traits::isa + ") have " +
+              std::to_string(Traits::query_block) + " x " +
+              std::to_string(Traits::database_block) +
+              "; make plans with detail::tile_shape, which asks the kernels that run them");
   return with_metric(options.metric, [&]<Metric M>()
                      { return search_impl<M>(space, database, summary, queries, plan, options); });
-}
-
-/// summarise_entry for an entry View, the pipeline in place otherwise.
-template <class ExecSpace, class XV>
-DatabaseSummary<std::remove_const_t<typename XV::value_type>, typename ExecSpace::memory_space>
-summarise(ExecSpace const &space, XV const &database, Metric metric)
-{
-  using T = std::remove_const_t<typename XV::value_type>;
-  using MS = typename ExecSpace::memory_space;
-  if constexpr (entry_view_v<ExecSpace, XV>)
-    return summarise_entry<ExecSpace, T, typename XV::array_layout>(
-        space, EntryView<T, typename XV::array_layout, MS>(database), metric);
-  else
-    return with_metric(metric, [&]<Metric M>()
-                       { return summarise_database<M>(space, database, true); });
-}
-
-/// search_entry for entry Views (LayoutLeft queries copied to LayoutRight first), the
-/// pipeline in place otherwise.
-template <class ExecSpace, class XV, class QV>
-Neighbors<typename ExecSpace::memory_space, std::remove_const_t<typename XV::value_type>>
-search(ExecSpace const &space, XV const &database,
-       DatabaseSummary<std::remove_const_t<typename XV::value_type>,
-                       typename ExecSpace::memory_space> const &summary,
-       QV const &queries, Plan const &plan, SearchOptions const &options)
-{
-  using T = std::remove_const_t<typename XV::value_type>;
-  using MS = typename ExecSpace::memory_space;
-  using XL = typename XV::array_layout;
-  if constexpr (entry_view_v<ExecSpace, XV> && entry_view_v<ExecSpace, QV>)
-  {
-    EntryView<T, XL, MS> const x(database);
-    if constexpr (std::is_same_v<typename QV::array_layout, Kokkos::LayoutRight>)
-      return search_entry<ExecSpace, T, XL>(space, x, summary,
-                                            EntryView<T, Kokkos::LayoutRight, MS>(queries), plan,
-                                            options);
-    else
-    {
-      Kokkos::View<T **, Kokkos::LayoutRight, MS> q(
-          Kokkos::view_alloc(space, Kokkos::WithoutInitializing,
-                             std::string("fastknn::search::queries_row_major")),
-          queries.extent(0), queries.extent(1));
-      Kokkos::deep_copy(space, q, queries);
-      return search_entry<ExecSpace, T, XL>(space, x, summary, q, plan, options);
-    }
-  }
-  else
-    return with_metric(options.metric, [&]<Metric M>()
-                       { return search_impl<M>(space, database, summary, queries, plan, options); });
 }
 
 } // namespace fastknn::detail

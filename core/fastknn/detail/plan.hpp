@@ -102,6 +102,7 @@ struct TeamShape
   std::size_t teams_wanted = 1;       // teams that keep the space busy
   std::size_t stream_query_bytes = 0; // see backends::TileTraits
   std::size_t rerank_query_bytes = 0; // see backends::TileTraits
+  bool integer_path = false;          // the exact 8-bit pre-selection can run (detail::tile_shape)
 };
 
 /// The shape a tile-traits type (backends/tile_traits.hpp) describes.

@@ -207,16 +207,13 @@ Plan plan_for(ExecSpace const &space, std::size_t n, std::size_t q, std::size_t 
   return make_plan(n, q, d, d_queries, k, options, sizeof(T), shape);
 }
 
-/// Validates the arguments, plans the tiles and runs `run(plan)`, turning a failed allocation
-/// into an Error that says what to do.
-template <class ExecSpace, class T, class Run>
-auto planned_search(ExecSpace const &space, std::size_t n, std::size_t q, std::size_t d,
-                    std::size_t d_queries, int k, SearchOptions const &options, Run &&run)
+/// Runs `run()` (the search with `plan`), turning a failed allocation into an Error that says what to do.
+template <class Run>
+auto planned_search(Plan const &plan, Run &&run)
 {
-  Plan const plan = plan_for<ExecSpace, T>(space, n, q, d, d_queries, k, options);
   try
   {
-    return run(plan);
+    return run();
   }
   catch (std::bad_alloc const &e)
   {
