@@ -17,12 +17,12 @@ JOBS = [f"fashion_mnist_{job}/q:10000/k:{k}/" for job in ("l2sq", "l2sq_floatpat
         for k in (1, 10, 100)]
 
 
-def run(bench, env_extra, threads):
+def run(bench, env_extra, threads, jobs):
     env = dict(os.environ)
     for item in env_extra:
         key, value = item.split("=", 1)
         env[key] = value
-    pattern = "^(" + "|".join(j.replace("/", "/") for j in JOBS) + ")"
+    pattern = "^(" + "|".join(jobs) + ")"
     out = subprocess.run([bench, f"--benchmark_filter={pattern}", "--benchmark_format=json",
                           f"--kokkos-num-threads={threads}"], check=True, capture_output=True,
                          text=True, env=env).stdout
@@ -42,12 +42,15 @@ def main():
     ap.add_argument("--b-env", action="append", default=[])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", help="run the jobs whose name contains this")
     args = ap.parse_args()
+    jobs = [j for j in JOBS if not args.only or args.only in j]
     got = {"a": {}, "b": {}}
     isa = {}
     for _ in range(args.rounds):  # interleaved: a, b, a, b, ...
         for side in ("a", "b"):
-            isa[side], times = run(getattr(args, side), getattr(args, f"{side}_env"), args.threads)
+            isa[side], times = run(getattr(args, side), getattr(args, f"{side}_env"), args.threads,
+                                   jobs)
             for job, t in times.items():
                 got[side].setdefault(job, []).append(t)
     print(f"A: {args.a} {' '.join(args.a_env)} (kernels {isa['a']})")
@@ -55,7 +58,7 @@ def main():
     print(f"medians of {args.rounds} interleaved rounds, {args.threads} threads")
     print("| job | A ms | B ms | B / A |")
     print("|---|---|---|---|")
-    for job in JOBS:
+    for job in jobs:
         if job in got["a"] and job in got["b"]:
             a = statistics.median(got["a"][job])
             b = statistics.median(got["b"][job])

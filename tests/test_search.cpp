@@ -424,8 +424,7 @@ TEMPLATE_LIST_TEST_CASE("distances follow the specified exact score bit for bit"
   for (std::size_t i = 0; i < nq; ++i)
     for (int j = 0; j < k; ++j)
     {
-      double const want =
-          specified_score(metric, &q[i * d], &x[std::size_t(r.idx(i, j)) * d], d);
+      double const want = specified_score(metric, &q[i * d], &x[std::size_t(r.idx(i, j)) * d], d);
       if (r.val(i, j) != want)
         ++mismatched;
     }

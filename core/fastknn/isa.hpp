@@ -20,8 +20,8 @@ namespace fastknn
 /// One instruction-set variant the library holds.
 struct IsaVariant
 {
-  std::string name;   ///< "generic", "avx2", "avx512", "avx512vnni" (or "native")
-  bool supported;     ///< this CPU can run it
+  std::string name; ///< "generic", "avx2", "avx512", "avx512vnni" (or "native")
+  bool supported;   ///< this CPU can run it
 };
 
 /// The variant the host kernels use in this process ("avx2", ...), choosing and loading it on

@@ -46,8 +46,7 @@ requires detail::is_space_v<ExecSpace>
   Kokkos::Profiling::ScopedRegion region("fastknn::search");
   // The arguments are checked before the pass over the database.
   static_cast<void>(detail::plan<ExecSpace, T>(space, database.extent(0), queries.extent(0),
-                                               database.extent(1), queries.extent(1), k,
-                                               options));
+                                               database.extent(1), queries.extent(1), k, options));
   Index<ExecSpace, DatabaseView> const index(space, database, options.metric);
   return index.search(space, queries, k, options);
 }

@@ -7,6 +7,7 @@
 #include <fastknn/isa.hpp>
 
 #include <dlfcn.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -55,7 +56,10 @@ bool cpu_supports(char const *name)
 }
 
 /// The variants this library was built with, best first (CMake's FASTKNN_ISA_VARIANTS).
-std::vector<std::string> built_variants() { return split(FASTKNN_ISA_VARIANT_LIST); }
+std::vector<std::string> built_variants()
+{
+  return split(FASTKNN_ISA_VARIANT_LIST);
+}
 
 std::string variant_list()
 {
@@ -88,10 +92,22 @@ struct Chosen
   SymbolFn symbol = nullptr;
 };
 
+std::string module_file(std::string const &name) { return "libfastknn_isa_" + name + ".so"; }
+
+/// Whether the variant's module is where load() looks (a build of one target has only the
+/// module of the machine that built it; an install has them all).
+bool module_present(std::string const &name)
+{
+  for (auto const &dir : module_dirs())
+    if (access((dir + "/" + module_file(name)).c_str(), R_OK) == 0)
+      return true;
+  return false;
+}
+
 Chosen load(std::string const &name)
 {
   std::string tried;
-  std::string const file = "libfastknn_isa_" + name + ".so";
+  std::string const file = module_file(name);
   for (auto const &dir : module_dirs())
   {
     std::string const path = dir + "/" + file;
@@ -130,11 +146,14 @@ Chosen choose()
                            " asks for instructions this CPU lacks; use one of: " + variant_list());
     return load(forced);
   }
+  // The best variant the CPU supports whose module is present.
   for (auto const &v : variants)
-    if (cpu_supports(v.c_str()))
+    if (cpu_supports(v.c_str()) && module_present(v))
       return load(v);
-  throw fastknn::Error("no instruction-set variant of this library runs on this CPU (" +
-                       variant_list() + ")");
+  throw fastknn::Error("no instruction-set module of this library that this CPU runs was found (" +
+                       variant_list() + "; looked next to libfastknn, in " FASTKNN_ISA_BUILD_DIR
+                       " and in " FASTKNN_ISA_INSTALL_DIR "); build them (cmake --build) or "
+                       "reinstall fastknn");
 }
 
 Chosen const &chosen()
@@ -153,7 +172,10 @@ Chosen const &chosen()
 namespace fastknn
 {
 
-char const *host_isa() { return chosen().name.c_str(); }
+char const *host_isa()
+{
+  return chosen().name.c_str();
+}
 
 std::vector<IsaVariant> host_isa_variants()
 {
@@ -178,51 +200,51 @@ void *isa_symbol(char const *name)
 } // namespace fastknn
 
 // The forwarders: explicit specialisations (declared in eti.hpp) of each host entry point.
-#define FASTKNN_FORWARD(SPACE, T, LAYOUT)                                                         \
-  template <>                                                                                     \
-  ::fastknn::detail::DatabaseSummary<T, SPACE::memory_space>                                      \
-  fastknn::detail::summarise_entry<SPACE, T, LAYOUT>(                                             \
-      SPACE const &space, EntryView<T, LAYOUT, SPACE::memory_space> const &database,              \
-      ::fastknn::Metric metric)                                                                   \
-  {                                                                                               \
-    static auto const f = reinterpret_cast<decltype(&summarise_entry<SPACE, T, LAYOUT>)>(         \
-        isa_symbol(FASTKNN_ETI_NAME(summarise, SPACE, T, LAYOUT)));                               \
-    return f(space, database, metric);                                                            \
-  }                                                                                               \
-  template <>                                                                                     \
-  ::fastknn::Neighbors<SPACE::memory_space, T> fastknn::detail::search_entry<SPACE, T, LAYOUT>(   \
-      SPACE const &space, EntryView<T, LAYOUT, SPACE::memory_space> const &database,              \
-      DatabaseSummary<T, SPACE::memory_space> const &summary,                                     \
-      EntryView<T, Kokkos::LayoutRight, SPACE::memory_space> const &queries, Plan const &plan,    \
-      ::fastknn::SearchOptions const &options)                                                    \
-  {                                                                                               \
-    static auto const f = reinterpret_cast<decltype(&search_entry<SPACE, T, LAYOUT>)>(            \
-        isa_symbol(FASTKNN_ETI_NAME(search, SPACE, T, LAYOUT)));                                  \
-    return f(space, database, summary, queries, plan, options);                                   \
+#define FASTKNN_FORWARD(SPACE, T, LAYOUT)                                                          \
+  template <>                                                                                      \
+  ::fastknn::detail::DatabaseSummary<T, SPACE::memory_space>                                       \
+  fastknn::detail::summarise_entry<SPACE, T, LAYOUT>(                                              \
+      SPACE const &space, EntryView<T, LAYOUT, SPACE::memory_space> const &database,               \
+      ::fastknn::Metric metric)                                                                    \
+  {                                                                                                \
+    static auto const f = reinterpret_cast<decltype(&summarise_entry<SPACE, T, LAYOUT>)>(          \
+        isa_symbol(FASTKNN_ETI_NAME(summarise, SPACE, T, LAYOUT)));                                \
+    return f(space, database, metric);                                                             \
+  }                                                                                                \
+  template <>                                                                                      \
+  ::fastknn::Neighbors<SPACE::memory_space, T> fastknn::detail::search_entry<SPACE, T, LAYOUT>(    \
+      SPACE const &space, EntryView<T, LAYOUT, SPACE::memory_space> const &database,               \
+      DatabaseSummary<T, SPACE::memory_space> const &summary,                                      \
+      EntryView<T, Kokkos::LayoutRight, SPACE::memory_space> const &queries, Plan const &plan,     \
+      ::fastknn::SearchOptions const &options)                                                     \
+  {                                                                                                \
+    static auto const f = reinterpret_cast<decltype(&search_entry<SPACE, T, LAYOUT>)>(             \
+        isa_symbol(FASTKNN_ETI_NAME(search, SPACE, T, LAYOUT)));                                   \
+    return f(space, database, summary, queries, plan, options);                                    \
   }
 
-#define FASTKNN_FORWARD_VALUE(SPACE, T)                                                           \
-  template <>                                                                                     \
-  ::fastknn::detail::Plan fastknn::detail::plan_entry<SPACE, T>(                                  \
-      SPACE const &space, std::size_t n, std::size_t q, std::size_t d, std::size_t d_queries,     \
-      int k, ::fastknn::SearchOptions const &options)                                             \
-  {                                                                                               \
-    static auto const f = reinterpret_cast<decltype(&plan_entry<SPACE, T>)>(                      \
-        isa_symbol(FASTKNN_ETI_NAME(plan, SPACE, T, -)));                                         \
-    return f(space, n, q, d, d_queries, k, options);                                              \
-  }                                                                                               \
-  FASTKNN_FORWARD(SPACE, T, Kokkos::LayoutRight)                                                  \
+#define FASTKNN_FORWARD_VALUE(SPACE, T)                                                            \
+  template <>                                                                                      \
+  ::fastknn::detail::Plan fastknn::detail::plan_entry<SPACE, T>(                                   \
+      SPACE const &space, std::size_t n, std::size_t q, std::size_t d, std::size_t d_queries,      \
+      int k, ::fastknn::SearchOptions const &options)                                              \
+  {                                                                                                \
+    static auto const f = reinterpret_cast<decltype(&plan_entry<SPACE, T>)>(                       \
+        isa_symbol(FASTKNN_ETI_NAME(plan, SPACE, T, -)));                                          \
+    return f(space, n, q, d, d_queries, k, options);                                               \
+  }                                                                                                \
+  FASTKNN_FORWARD(SPACE, T, Kokkos::LayoutRight)                                                   \
   FASTKNN_FORWARD(SPACE, T, Kokkos::LayoutLeft)
 
-#define FASTKNN_FORWARD_SPACE(SPACE)                                                              \
-  template <>                                                                                     \
-  ::fastknn::detail::TeamShape fastknn::detail::shape_entry<SPACE>(std::size_t teams_wanted) \
-  {                                                                                               \
-    static auto const f = reinterpret_cast<decltype(&shape_entry<SPACE>)>(                        \
-        isa_symbol(FASTKNN_ETI_NAME(shape, SPACE, -, -)));                                        \
-    return f(teams_wanted);                                                                       \
-  }                                                                                               \
-  FASTKNN_FORWARD_VALUE(SPACE, float)                                                             \
+#define FASTKNN_FORWARD_SPACE(SPACE)                                                               \
+  template <>                                                                                      \
+  ::fastknn::detail::TeamShape fastknn::detail::shape_entry<SPACE>(std::size_t teams_wanted)       \
+  {                                                                                                \
+    static auto const f = reinterpret_cast<decltype(&shape_entry<SPACE>)>(                         \
+        isa_symbol(FASTKNN_ETI_NAME(shape, SPACE, -, -)));                                         \
+    return f(teams_wanted);                                                                        \
+  }                                                                                                \
+  FASTKNN_FORWARD_VALUE(SPACE, float)                                                              \
   FASTKNN_FORWARD_VALUE(SPACE, double)
 
 FASTKNN_ETI_HOST_SPACES(FASTKNN_FORWARD_SPACE)

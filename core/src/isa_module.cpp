@@ -19,16 +19,19 @@ struct Entry
   void *address;
 };
 
-#define FASTKNN_MODULE_ROW(SPACE, T, LAYOUT)                                                      \
-  {FASTKNN_ETI_NAME(summarise, SPACE, T, LAYOUT),                                                 \
-   reinterpret_cast<void *>(&fastknn::detail::summarise_entry<SPACE, T, LAYOUT>)},                \
-      {FASTKNN_ETI_NAME(search, SPACE, T, LAYOUT),                                                \
+#define FASTKNN_MODULE_ROW(SPACE, T, LAYOUT)                                                       \
+  {FASTKNN_ETI_NAME(summarise, SPACE, T, LAYOUT),                                                  \
+   reinterpret_cast<void *>(&fastknn::detail::summarise_entry<SPACE, T, LAYOUT>)},                 \
+      {FASTKNN_ETI_NAME(search, SPACE, T, LAYOUT),                                                 \
        reinterpret_cast<void *>(&fastknn::detail::search_entry<SPACE, T, LAYOUT>)},
-#define FASTKNN_MODULE_VALUE_ROWS(SPACE, T)                                                       \
-  {FASTKNN_ETI_NAME(plan, SPACE, T, -), reinterpret_cast<void *>(&fastknn::detail::plan_entry<SPACE, T>)}, \
-      FASTKNN_MODULE_ROW(SPACE, T, Kokkos::LayoutRight) FASTKNN_MODULE_ROW(SPACE, T, Kokkos::LayoutLeft)
-#define FASTKNN_MODULE_ROWS(SPACE)                                                                \
-  {FASTKNN_ETI_NAME(shape, SPACE, -, -), reinterpret_cast<void *>(&fastknn::detail::shape_entry<SPACE>)}, \
+#define FASTKNN_MODULE_VALUE_ROWS(SPACE, T)                                                        \
+  {FASTKNN_ETI_NAME(plan, SPACE, T, -),                                                            \
+   reinterpret_cast<void *>(&fastknn::detail::plan_entry<SPACE, T>)},                              \
+      FASTKNN_MODULE_ROW(SPACE, T, Kokkos::LayoutRight)                                            \
+          FASTKNN_MODULE_ROW(SPACE, T, Kokkos::LayoutLeft)
+#define FASTKNN_MODULE_ROWS(SPACE)                                                                 \
+  {FASTKNN_ETI_NAME(shape, SPACE, -, -),                                                           \
+   reinterpret_cast<void *>(&fastknn::detail::shape_entry<SPACE>)},                                \
       FASTKNN_MODULE_VALUE_ROWS(SPACE, float) FASTKNN_MODULE_VALUE_ROWS(SPACE, double)
 
 Entry const table[] = {FASTKNN_ETI_HOST_SPACES(FASTKNN_MODULE_ROWS){nullptr, nullptr}};

@@ -105,8 +105,9 @@ SpaceView<T, Layout> as_view(py::array_t<T> const &a, char const *label)
     return SpaceView<T, Layout>(host); // unmanaged: aliases numpy's buffer
   else
   {
-    Kokkos::View<T **, Layout, MS> dev(Kokkos::view_alloc(std::string(label), Kokkos::WithoutInitializing),
-                                       host.extent(0), host.extent(1));
+    Kokkos::View<T **, Layout, MS> dev(
+        Kokkos::view_alloc(std::string(label), Kokkos::WithoutInitializing), host.extent(0),
+        host.extent(1));
     Kokkos::deep_copy(dev, host);
     return dev;
   }
@@ -121,7 +122,8 @@ void check_2d(py::array const &a, char const *what)
 {
   if (a.ndim() != 2)
     throw fastknn::Error(std::string(what) + " must be a 2-D array (rows x dimension), got " +
-                         std::to_string(a.ndim()) + " dimension(s); reshape it, e.g. x.reshape(1, -1) for one point");
+                         std::to_string(a.ndim()) +
+                         " dimension(s); reshape it, e.g. x.reshape(1, -1) for one point");
 }
 
 /// (distances, indices) as numpy arrays: distances in the input's dtype, indices int64.
@@ -184,23 +186,34 @@ public:
                            "; convert it with numpy.asarray(x, dtype=numpy.float64)");
     // Keep numpy's buffer alive (and unchanged: the index reads it at every search).
     if (dbl)
-      _array = f ? py::array(py::array_t<double, py::array::f_style | py::array::forcecast>::ensure(database))
-                 : py::array(py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(database));
+      _array =
+          f ? py::array(
+                  py::array_t<double, py::array::f_style | py::array::forcecast>::ensure(database))
+            : py::array(
+                  py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(database));
     else
-      _array = f ? py::array(py::array_t<float, py::array::f_style | py::array::forcecast>::ensure(database))
-                 : py::array(py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(database));
+      _array =
+          f ? py::array(
+                  py::array_t<float, py::array::f_style | py::array::forcecast>::ensure(database))
+            : py::array(
+                  py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(database));
     if (!_array)
       throw fastknn::Error("the database could not be converted to a float32/float64 array");
     Space const space = space_for(threads);
     py::gil_scoped_release nogil;
     if (dbl && f)
-      _index.emplace<IndexOf<double, Kokkos::LayoutLeft>>(space, as_view<double, Kokkos::LayoutLeft>(_array, "fastknn::python::database"), _metric);
+      _index.emplace<IndexOf<double, Kokkos::LayoutLeft>>(
+          space, as_view<double, Kokkos::LayoutLeft>(_array, "fastknn::python::database"), _metric);
     else if (dbl)
-      _index.emplace<IndexOf<double, Kokkos::LayoutRight>>(space, as_view<double, Kokkos::LayoutRight>(_array, "fastknn::python::database"), _metric);
+      _index.emplace<IndexOf<double, Kokkos::LayoutRight>>(
+          space, as_view<double, Kokkos::LayoutRight>(_array, "fastknn::python::database"),
+          _metric);
     else if (f)
-      _index.emplace<IndexOf<float, Kokkos::LayoutLeft>>(space, as_view<float, Kokkos::LayoutLeft>(_array, "fastknn::python::database"), _metric);
+      _index.emplace<IndexOf<float, Kokkos::LayoutLeft>>(
+          space, as_view<float, Kokkos::LayoutLeft>(_array, "fastknn::python::database"), _metric);
     else
-      _index.emplace<IndexOf<float, Kokkos::LayoutRight>>(space, as_view<float, Kokkos::LayoutRight>(_array, "fastknn::python::database"), _metric);
+      _index.emplace<IndexOf<float, Kokkos::LayoutRight>>(
+          space, as_view<float, Kokkos::LayoutRight>(_array, "fastknn::python::database"), _metric);
     ++live_objects;
   }
   PyIndex(PyIndex const &) = delete;
@@ -247,8 +260,8 @@ public:
               throw fastknn::Error("the queries could not be converted to the database's dtype");
             auto qv = as_view<T, Kokkos::LayoutRight>(q, "fastknn::python::queries");
             auto const t0 = std::chrono::steady_clock::now();
-            auto found = guarded(options, progress,
-                                 [&] { return index.search(space, qv, k, options); });
+            auto found =
+                guarded(options, progress, [&] { return index.search(space, qv, k, options); });
             search_seconds =
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             return to_numpy<T>(found);
@@ -279,8 +292,9 @@ private:
   py::array _array;
   fastknn::Metric _metric;
   int _threads;
-  std::variant<std::monostate, IndexOf<float, Kokkos::LayoutRight>, IndexOf<float, Kokkos::LayoutLeft>,
-               IndexOf<double, Kokkos::LayoutRight>, IndexOf<double, Kokkos::LayoutLeft>>
+  std::variant<std::monostate, IndexOf<float, Kokkos::LayoutRight>,
+               IndexOf<float, Kokkos::LayoutLeft>, IndexOf<double, Kokkos::LayoutRight>,
+               IndexOf<double, Kokkos::LayoutLeft>>
       _index;
 };
 

@@ -58,7 +58,7 @@ struct TileTraits
   /// Query blocks a team scores against its chunk together (the database chunk is read once
   /// for all of them); the team's threads split (block, panel) pairs. 1: one block per team.
   static constexpr int team_query_blocks = 1;
-  static constexpr int scratch_level = 1;     ///< team scratch level for the chunk's scores
+  static constexpr int scratch_level = 1; ///< team scratch level for the chunk's scores
   /// The most team scratch (at scratch_level) one team may take; the planner sizes chunks to it.
   static constexpr std::size_t team_scratch_bytes = std::size_t(16) << 20;
   static constexpr int depth_block = 1 << 30; ///< KC: coordinates per pass of the register block

@@ -31,10 +31,10 @@ using EntryView = Kokkos::View<T const **, Layout, MS>;
 /// Whether V converts to an EntryView of ExecSpace without a copy: LayoutRight or LayoutLeft
 /// in the space's memory space (any memory traits).
 template <class ExecSpace, class V>
-inline constexpr bool entry_view_v =
-    std::is_same_v<typename V::memory_space, typename ExecSpace::memory_space> &&
-    (std::is_same_v<typename V::array_layout, Kokkos::LayoutRight> ||
-     std::is_same_v<typename V::array_layout, Kokkos::LayoutLeft>);
+inline constexpr bool
+    entry_view_v = std::is_same_v<typename V::memory_space, typename ExecSpace::memory_space> &&
+                   (std::is_same_v<typename V::array_layout, Kokkos::LayoutRight> ||
+                    std::is_same_v<typename V::array_layout, Kokkos::LayoutLeft>);
 
 /// The tile shape of the space's traits (what make_plan plans with): tests that make their
 /// own plans ask for it here, so that a plan fits the kernels that will run it.
@@ -54,9 +54,8 @@ FASTKNN_EXPORT TeamShape shape_entry(std::size_t teams_wanted)
 /// The argument checks and the tile plan of a search (plan_for) with the traits of the kernels
 /// that will run it.
 template <class ExecSpace, class T>
-FASTKNN_EXPORT Plan plan_entry(ExecSpace const &space, std::size_t n, std::size_t q,
-                               std::size_t d, std::size_t d_queries, int k,
-                               SearchOptions const &options)
+FASTKNN_EXPORT Plan plan_entry(ExecSpace const &space, std::size_t n, std::size_t q, std::size_t d,
+                               std::size_t d_queries, int k, SearchOptions const &options)
 {
   return plan_for<ExecSpace, T>(space, n, q, d, d_queries, k, options);
 }
@@ -68,8 +67,8 @@ summarise_entry(ExecSpace const &space,
                 EntryView<T, Layout, typename ExecSpace::memory_space> const &database,
                 Metric metric)
 {
-  return with_metric(metric, [&]<Metric M>()
-                     { return summarise_database<M>(space, database, true); });
+  return with_metric(metric,
+                     [&]<Metric M>() { return summarise_database<M>(space, database, true); });
 }
 
 /// One search of a summarised database with a given plan, for options.metric.
@@ -85,8 +84,7 @@ search_entry(ExecSpace const &space,
   require(plan.mr == Traits::query_block && plan.nr == Traits::database_block,
           "the plan was made for a " + std::to_string(plan.mr) + " x " + std::to_string(plan.nr) +
               " register block but the kernels in use (" + Traits::isa + ") have " +
-              std::to_string(Traits::query_block) + " x " +
-              std::to_string(Traits::database_block) +
+              std::to_string(Traits::query_block) + " x " + std::to_string(Traits::database_block) +
               "; make plans with detail::tile_shape, which asks the kernels that run them");
   return with_metric(options.metric, [&]<Metric M>()
                      { return search_impl<M>(space, database, summary, queries, plan, options); });

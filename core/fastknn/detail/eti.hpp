@@ -29,34 +29,34 @@
 
 /// The entry points of one space, value type and database layout (X: `extern template`,
 /// `template` or `template <>`).
-#define FASTKNN_ETI_ENTRY(X, SPACE, T, LAYOUT)                                                    \
-  X ::fastknn::detail::DatabaseSummary<T, SPACE::memory_space>                                    \
-  fastknn::detail::summarise_entry<SPACE, T, LAYOUT>(                                             \
-      SPACE const &, fastknn::detail::EntryView<T, LAYOUT, SPACE::memory_space> const &,          \
-      ::fastknn::Metric);                                                                         \
-  X ::fastknn::Neighbors<SPACE::memory_space, T> fastknn::detail::search_entry<SPACE, T, LAYOUT>( \
-      SPACE const &, fastknn::detail::EntryView<T, LAYOUT, SPACE::memory_space> const &,          \
-      fastknn::detail::DatabaseSummary<T, SPACE::memory_space> const &,                           \
-      fastknn::detail::EntryView<T, Kokkos::LayoutRight, SPACE::memory_space> const &,            \
+#define FASTKNN_ETI_ENTRY(X, SPACE, T, LAYOUT)                                                     \
+  X ::fastknn::detail::DatabaseSummary<T, SPACE::memory_space>                                     \
+  fastknn::detail::summarise_entry<SPACE, T, LAYOUT>(                                              \
+      SPACE const &, fastknn::detail::EntryView<T, LAYOUT, SPACE::memory_space> const &,           \
+      ::fastknn::Metric);                                                                          \
+  X ::fastknn::Neighbors<SPACE::memory_space, T> fastknn::detail::search_entry<SPACE, T, LAYOUT>(  \
+      SPACE const &, fastknn::detail::EntryView<T, LAYOUT, SPACE::memory_space> const &,           \
+      fastknn::detail::DatabaseSummary<T, SPACE::memory_space> const &,                            \
+      fastknn::detail::EntryView<T, Kokkos::LayoutRight, SPACE::memory_space> const &,             \
       fastknn::detail::Plan const &, ::fastknn::SearchOptions const &);
 
 /// The plan of one space and value type.
-#define FASTKNN_ETI_PLAN(X, SPACE, T)                                                             \
-  X ::fastknn::detail::Plan fastknn::detail::plan_entry<SPACE, T>(                                \
-      SPACE const &, std::size_t, std::size_t, std::size_t, std::size_t, int,                    \
+#define FASTKNN_ETI_PLAN(X, SPACE, T)                                                              \
+  X ::fastknn::detail::Plan fastknn::detail::plan_entry<SPACE, T>(                                 \
+      SPACE const &, std::size_t, std::size_t, std::size_t, std::size_t, int,                      \
       ::fastknn::SearchOptions const &);
 
 /// Everything of one space.
-#define FASTKNN_ETI_SPACE(X, SPACE)                                                               \
-  X ::fastknn::detail::TeamShape fastknn::detail::shape_entry<SPACE>(std::size_t);                \
-  FASTKNN_ETI_PLAN(X, SPACE, float)                                                               \
-  FASTKNN_ETI_PLAN(X, SPACE, double)                                                              \
-  FASTKNN_ETI_ENTRY(X, SPACE, float, Kokkos::LayoutRight)                                         \
-  FASTKNN_ETI_ENTRY(X, SPACE, float, Kokkos::LayoutLeft)                                          \
-  FASTKNN_ETI_ENTRY(X, SPACE, double, Kokkos::LayoutRight)                                        \
+#define FASTKNN_ETI_SPACE(X, SPACE)                                                                \
+  X ::fastknn::detail::TeamShape fastknn::detail::shape_entry<SPACE>(std::size_t);                 \
+  FASTKNN_ETI_PLAN(X, SPACE, float)                                                                \
+  FASTKNN_ETI_PLAN(X, SPACE, double)                                                               \
+  FASTKNN_ETI_ENTRY(X, SPACE, float, Kokkos::LayoutRight)                                          \
+  FASTKNN_ETI_ENTRY(X, SPACE, float, Kokkos::LayoutLeft)                                           \
+  FASTKNN_ETI_ENTRY(X, SPACE, double, Kokkos::LayoutRight)                                         \
   FASTKNN_ETI_ENTRY(X, SPACE, double, Kokkos::LayoutLeft)
 
-#if !defined(FASTKNN_HEADER_ONLY) && !defined(FASTKNN_GPU_SHAPED_HOST) &&                        \
+#if !defined(FASTKNN_HEADER_ONLY) && !defined(FASTKNN_GPU_SHAPED_HOST) &&                          \
     !defined(FASTKNN_TEST_FORCE_INTEGER_PATH)
 #if !defined(FASTKNN_ETI_BUILDING)
 #define FASTKNN_ETI_EXTERN(SPACE) FASTKNN_ETI_SPACE(extern template, SPACE)
@@ -116,8 +116,8 @@ summarise(ExecSpace const &space, XV const &database, Metric metric)
     return summarise_entry<ExecSpace, T, typename XV::array_layout>(
         space, EntryView<T, typename XV::array_layout, MS>(database), metric);
   else
-    return with_metric(metric, [&]<Metric M>()
-                       { return summarise_database<M>(space, database, true); });
+    return with_metric(metric,
+                       [&]<Metric M>() { return summarise_database<M>(space, database, true); });
 }
 
 /// One search: the library's entry point for entry Views (LayoutLeft queries copied to
@@ -136,9 +136,8 @@ search(ExecSpace const &space, XV const &database,
   {
     EntryView<T, XL, MS> const x(database);
     if constexpr (std::is_same_v<typename QV::array_layout, Kokkos::LayoutRight>)
-      return search_entry<ExecSpace, T, XL>(space, x, summary,
-                                            EntryView<T, Kokkos::LayoutRight, MS>(queries), plan,
-                                            options);
+      return search_entry<ExecSpace, T, XL>(
+          space, x, summary, EntryView<T, Kokkos::LayoutRight, MS>(queries), plan, options);
     else
     {
       Kokkos::View<T **, Kokkos::LayoutRight, MS> q(
@@ -150,8 +149,10 @@ search(ExecSpace const &space, XV const &database,
     }
   }
   else
-    return with_metric(options.metric, [&]<Metric M>()
-                       { return search_impl<M>(space, database, summary, queries, plan, options); });
+    return with_metric(options.metric,
+                       [&]<Metric M>() {
+                         return search_impl<M>(space, database, summary, queries, plan, options);
+                       });
 }
 
 } // namespace fastknn::detail

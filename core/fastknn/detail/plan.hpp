@@ -213,8 +213,9 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
   p.mr = mr;
   p.nr = nr;
   std::size_t const row_bytes = d * value_size;
-  p.chunk = std::clamp<std::size_t>(round_down(shape.chunk_bytes / row_bytes, nr), nr,
-                                    std::max<std::size_t>(nr, round_down(shape.max_chunk_rows, nr)));
+  p.chunk =
+      std::clamp<std::size_t>(round_down(shape.chunk_bytes / row_bytes, nr), nr,
+                              std::max<std::size_t>(nr, round_down(shape.max_chunk_rows, nr)));
   p.chunk = std::min(p.chunk, round_up(n, nr));
   std::size_t const team_queries = fit_team_scratch(p, shape, value_size);
 

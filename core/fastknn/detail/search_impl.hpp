@@ -196,8 +196,8 @@ Plan plan_for(ExecSpace const &space, std::size_t n, std::size_t q, std::size_t 
 {
   using Traits = backends::TileTraits<ExecSpace>;
   // two teams per thread slot keep the space busy (and balanced)
-  std::size_t const teams =
-      std::max<std::size_t>(1, 2 * std::size_t(space.concurrency()) / std::size_t(Traits::team_size));
+  std::size_t const teams = std::max<std::size_t>(1, 2 * std::size_t(space.concurrency()) /
+                                                         std::size_t(Traits::team_size));
   TeamShape shape = team_shape<Traits>(teams);
   // What this Kokkos allows a team of the space (the traits' figure is the design's; a build
   // or device with less wins).
@@ -207,7 +207,8 @@ Plan plan_for(ExecSpace const &space, std::size_t n, std::size_t q, std::size_t 
   return make_plan(n, q, d, d_queries, k, options, sizeof(T), shape);
 }
 
-/// Runs `run()` (the search with `plan`), turning a failed allocation into an Error that says what to do.
+/// Runs `run()` (the search with `plan`), turning a failed allocation into an Error that says what
+/// to do.
 template <class Run>
 auto planned_search(Plan const &plan, Run &&run)
 {
