@@ -60,6 +60,27 @@ FASTKNN_EXPORT Plan plan_entry(ExecSpace const &space, std::size_t n, std::size_
   return plan_for<ExecSpace, T>(space, n, q, d, d_queries, k, options);
 }
 
+/// The pass over the database for the run-time `metric`, on any database View.
+template <class ExecSpace, class XV>
+DatabaseSummary<std::remove_const_t<typename XV::value_type>, typename ExecSpace::memory_space>
+summarise_any(ExecSpace const &space, XV const &database, Metric metric)
+{
+  return with_metric(metric,
+                     [&]<Metric M>() { return summarise_database<M>(space, database, true); });
+}
+
+/// One search for the run-time options.metric, on any database and query Views.
+template <class ExecSpace, class XV, class QV>
+Neighbors<typename ExecSpace::memory_space, std::remove_const_t<typename XV::value_type>>
+search_any(ExecSpace const &space, XV const &database,
+           DatabaseSummary<std::remove_const_t<typename XV::value_type>,
+                           typename ExecSpace::memory_space> const &summary,
+           QV const &queries, Plan const &plan, SearchOptions const &options)
+{
+  return with_metric(options.metric, [&]<Metric M>()
+                     { return search_impl<M>(space, database, summary, queries, plan, options); });
+}
+
 /// The pass over the database for `metric` (fastknn::Index's constructor).
 template <class ExecSpace, class T, class Layout>
 FASTKNN_EXPORT DatabaseSummary<T, typename ExecSpace::memory_space>
@@ -67,8 +88,7 @@ summarise_entry(ExecSpace const &space,
                 EntryView<T, Layout, typename ExecSpace::memory_space> const &database,
                 Metric metric)
 {
-  return with_metric(metric,
-                     [&]<Metric M>() { return summarise_database<M>(space, database, true); });
+  return summarise_any(space, database, metric);
 }
 
 /// One search of a summarised database with a given plan, for options.metric.
@@ -86,8 +106,7 @@ search_entry(ExecSpace const &space,
               " register block but the kernels in use (" + Traits::isa + ") have " +
               std::to_string(Traits::query_block) + " x " + std::to_string(Traits::database_block) +
               "; make plans with detail::tile_shape, which asks the kernels that run them");
-  return with_metric(options.metric, [&]<Metric M>()
-                     { return search_impl<M>(space, database, summary, queries, plan, options); });
+  return search_any(space, database, summary, queries, plan, options);
 }
 
 } // namespace fastknn::detail

@@ -116,8 +116,7 @@ summarise(ExecSpace const &space, XV const &database, Metric metric)
     return summarise_entry<ExecSpace, T, typename XV::array_layout>(
         space, EntryView<T, typename XV::array_layout, MS>(database), metric);
   else
-    return with_metric(metric,
-                       [&]<Metric M>() { return summarise_database<M>(space, database, true); });
+    return summarise_any(space, database, metric);
 }
 
 /// One search: the library's entry point for entry Views (LayoutLeft queries copied to
@@ -149,10 +148,7 @@ search(ExecSpace const &space, XV const &database,
     }
   }
   else
-    return with_metric(options.metric,
-                       [&]<Metric M>() {
-                         return search_impl<M>(space, database, summary, queries, plan, options);
-                       });
+    return search_any(space, database, summary, queries, plan, options);
 }
 
 } // namespace fastknn::detail
