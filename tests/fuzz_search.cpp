@@ -1,14 +1,22 @@
 // Differential fuzzer for fastknn::search: every input chooses a search (shapes, metric, float or
 // double, exclude_self, workspace budget) and data from an adversarial family; the result must
-// equal a float64 direct-difference reference (exact indices wherever the reference has no
-// near-tie at that rank) or be a refusal with fastknn::Error for a documented reason.
+// be exactly the specified one (tests/spec.hpp, written independently of the library): at every
+// rank the index of the order by (specified score rounded to the output type, index) and that
+// rounded value bit for bit, the specified score itself within its rounding bound of the long
+// double truth; or a refusal with fastknn::Error for a documented reason.
 //
 // The entry point is LLVMFuzzerTestOneInput, so a libFuzzer build can drive it. Built with the
 // project's compiler (g++: no libFuzzer, since Debian's Kokkos is built with GCC's OpenMP), its
 // own main() runs the given files, or random inputs for a time or a number of runs:
-//   fuzz_search [--seconds S] [--runs N] [--seed X] [--save DIR] [FILE...]
-// A finding prints the case, writes the input to DIR/finding-<hash> and exits with status 1.
-// See docs/fuzzing.md.
+//   fuzz_search [--seconds S] [--runs N] [--seed X] [--min-searches N] [--min-answered N]
+//               [--save DIR] [FILE...]
+// Without --seed each run starts from a fresh seed, printed first; --seed replays a run. A run
+// that made fewer than --min-searches searches (default 20) or got fewer than --min-answered
+// non-refused answers (default 10) fails: it explored nothing. A finding prints the case and the
+// input in hex (to add under tests/fuzz/regressions/search/), writes it to DIR/finding-<hash> and
+// exits with status 1. See docs/fuzzing.md.
+
+#include "spec.hpp"
 
 #include <fastknn/fastknn.hpp>
 
@@ -165,38 +173,6 @@ void fill(Case const &c, std::vector<T> &x, std::vector<T> &q)
   }
 }
 
-/// float64 reference from direct differences (smaller is better, similarities negated).
-template <class T>
-double reference_score(Metric m, T const *a, T const *b, std::size_t d)
-{
-  double s = 0, aa = 0, bb = 0;
-  for (std::size_t p = 0; p < d; ++p)
-  {
-    double const x = a[p], y = b[p];
-    switch (m)
-    {
-    case Metric::L2Squared:
-    case Metric::L2:
-      s += (x - y) * (x - y);
-      break;
-    case Metric::L1:
-      s += std::fabs(x - y);
-      break;
-    default:
-      s += x * y;
-      aa += x * x;
-      bb += y * y;
-    }
-  }
-  if (m == Metric::L2)
-    return std::sqrt(s);
-  if (m == Metric::InnerProduct)
-    return -s;
-  if (m == Metric::Cosine)
-    return -s / (std::sqrt(aa) * std::sqrt(bb));
-  return s;
-}
-
 std::string describe(Case const &c)
 {
   char buf[256];
@@ -258,50 +234,49 @@ void run_case(Case const &c)
   }
   if (found.indices.extent(0) != c.q || found.indices.extent(1) != std::size_t(c.k))
     finding(c, "result has the wrong shape");
-  bool const similarity = c.metric == Metric::InnerProduct || c.metric == Metric::Cosine;
-  std::vector<double> ref(c.n);
+  using fastknn::test::spec_key;
+  using fastknn::test::spec_reported;
+  using fastknn::test::spec_score;
+  std::vector<T> key(c.n);
   std::vector<std::int32_t> order(c.n);
   for (std::size_t i = 0; i < c.q; ++i)
   {
+    T const *qi = &q[i * c.d];
     for (std::size_t r = 0; r < c.n; ++r)
-      ref[r] = reference_score(c.metric, &q[i * c.d], &x[r * c.d], c.d);
-    // The library's contract: ranked by the value in T, ties by the smaller index.
+      key[r] = spec_key<T>(c.metric, spec_score(c.metric, qi, &x[r * c.d], c.d));
+    // The library's contract: ranked by the specified value in T, ties by the smaller index.
     order.resize(c.n);
     std::iota(order.begin(), order.end(), 0);
     if (c.exclude_self)
       order.erase(order.begin() + std::ptrdiff_t(i));
-    std::stable_sort(order.begin(), order.end(),
-                     [&](std::int32_t a, std::int32_t b) { return T(ref[a]) < T(ref[b]); });
-    double scale = 0;
-    for (int j = 0; j < c.k; ++j)
-      scale = std::max(scale, std::fabs(ref[order[j]]));
-    // The reported values are the exact ones rounded to T: relative u, or up to T's smallest
-    // subnormal where they underflow. The margin covers the two float64 summation orders.
-    double const tol = c.use_double ? 1e-9 * scale + 1e-300 : 1e-6 * scale + 4 * 0x1p-149;
-    std::vector<char> seen(c.n, 0);
+    std::sort(order.begin(), order.end(),
+              [&](std::int32_t a, std::int32_t b)
+              { return key[a] < key[b] || (!(key[b] < key[a]) && a < b); });
     for (int j = 0; j < c.k; ++j)
     {
-      std::int32_t const got = found.indices(i, j);
-      if (got < 0 || std::size_t(got) >= c.n)
-        finding(c, "index out of range");
-      if (seen[got]++)
-        finding(c, "an index appears twice in one result");
-      if (c.exclude_self && std::size_t(got) == i)
-        finding(c, "exclude_self returned the query itself");
-      double const want = ref[order[j]];
-      double const value = similarity ? -double(found.distances(i, j)) : found.distances(i, j);
-      if (!(std::fabs(value - want) <= tol) && std::getenv("FASTKNN_FUZZ_VERBOSE") != nullptr)
+      std::int32_t const got = found.indices(i, j), want = order[std::size_t(j)];
+      T const value = found.distances(i, j), want_value = spec_reported<T>(c.metric, key[want]);
+      std::string const where = "query " + std::to_string(i) + " rank " + std::to_string(j);
+      if ((got != want || !(value == want_value)) && std::getenv("FASTKNN_FUZZ_VERBOSE"))
         for (int jj = 0; jj < c.k; ++jj)
-          std::fprintf(stderr, "rank %d: got %d (%g, ref of it %g), reference %d (%g)\n", jj,
-                       found.indices(i, jj), double(found.distances(i, jj)),
-                       ref[found.indices(i, jj)], order[jj], ref[order[jj]]);
-      if (!(std::fabs(value - want) <= tol))
-        finding(c, "query " + std::to_string(i) + " rank " + std::to_string(j) + ": value " +
-                       std::to_string(value) + ", reference " + std::to_string(want));
-      // An index other than the reference's is right only at a near-tie in value.
-      if (got != order[j] && !(std::fabs(ref[got] - want) <= tol))
-        finding(c, "query " + std::to_string(i) + " rank " + std::to_string(j) + ": index " +
-                       std::to_string(got) + ", reference " + std::to_string(order[j]));
+          std::fprintf(stderr, "rank %d: got %d (%.17g), specified %d (%.17g)\n", jj,
+                       found.indices(i, jj), double(found.distances(i, jj)), order[jj],
+                       double(spec_reported<T>(c.metric, key[order[jj]])));
+      if (got != want)
+        finding(c,
+                where + ": index " + std::to_string(got) + ", specified " + std::to_string(want));
+      if (!(value == want_value))
+        finding(c, where + ": value " + std::to_string(double(value)) + ", specified " +
+                       std::to_string(double(want_value)) + " (bit for bit)");
+      // The specification against the mathematics.
+      double const internal = spec_score(c.metric, qi, &x[std::size_t(want) * c.d], c.d);
+      double const spec = c.metric == Metric::L2             ? std::sqrt(internal)
+                          : fastknn::is_similarity(c.metric) ? -internal
+                                                             : internal;
+      auto const t = fastknn::test::truth(c.metric, qi, &x[std::size_t(want) * c.d], c.d);
+      if (!(std::fabs((long double)spec - t.value) <= t.bound))
+        finding(c, where + ": specified value " + std::to_string(spec) + " off the truth " +
+                       std::to_string(double(t.value)) + " by more than its rounding bound");
       ++counts.checked_ranks;
     }
   }
@@ -341,10 +316,22 @@ void save_current()
   for (auto b : current)
     h = (h ^ b) * 1099511628211ull;
   char name[64];
-  std::snprintf(name, sizeof name, "/finding-%016llx", static_cast<unsigned long long>(h));
-  std::ofstream(save_dir + name, std::ios::binary)
+  std::snprintf(name, sizeof name, "finding-%016llx", static_cast<unsigned long long>(h));
+  std::ofstream(save_dir + "/" + name, std::ios::binary)
       .write(reinterpret_cast<char const *>(current.data()), std::streamsize(current.size()));
-  std::fprintf(stderr, "  input saved as %s%s\n", save_dir.c_str(), name);
+  // The input in hex as well, so that a finding in a CI log whose build tree is gone can be
+  // added to the regression inputs as it is.
+  std::string hex;
+  for (auto b : current)
+  {
+    char two[5];
+    std::snprintf(two, sizeof two, "\\x%02x", unsigned(b));
+    hex += two;
+  }
+  std::fprintf(stderr,
+               "  input saved as %s/%s; to keep it as a regression input:\n"
+               "    printf '%s' > tests/fuzz/regressions/search/%s\n",
+               save_dir.c_str(), name, hex.c_str(), name);
 }
 } // namespace
 
@@ -352,7 +339,9 @@ int main(int argc, char *argv[])
 {
   double seconds = 0;
   long long runs = -1;
-  std::uint64_t seed = 1;
+  std::uint64_t seed = 0;
+  bool seeded = false;
+  std::size_t min_searches = 20, min_answered = 10;
   std::vector<std::string> files;
   for (int i = 1; i < argc; ++i)
   {
@@ -362,12 +351,27 @@ int main(int argc, char *argv[])
     else if (a == "--runs" && i + 1 < argc)
       runs = std::atoll(argv[++i]);
     else if (a == "--seed" && i + 1 < argc)
+    {
       seed = std::strtoull(argv[++i], nullptr, 0);
+      seeded = true;
+    }
+    else if (a == "--min-searches" && i + 1 < argc)
+      min_searches = std::size_t(std::atoll(argv[++i]));
+    else if (a == "--min-answered" && i + 1 < argc)
+      min_answered = std::size_t(std::atoll(argv[++i]));
     else if (a == "--save" && i + 1 < argc)
       save_dir = argv[++i];
+    else if (a.rfind("--", 0) == 0)
+    {
+      std::fprintf(stderr, "fuzz_search: unknown option %s\n", a.c_str());
+      return 2;
+    }
     else
       files.push_back(a);
   }
+  if (!seeded) // a fresh seed each run, so that CI does not check the same cases every time
+    seed = (std::uint64_t(std::random_device{}()) << 32) ^ std::random_device{}() ^
+           std::uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
   std::signal(SIGABRT,
               [](int)
               {
@@ -377,11 +381,22 @@ int main(int argc, char *argv[])
   for (auto const &f : files)
   {
     std::ifstream in(f, std::ios::binary);
+    if (!in)
+    {
+      std::fprintf(stderr, "fuzz_search: cannot read %s\n", f.c_str());
+      return 2;
+    }
     current.assign(std::istreambuf_iterator<char>(in), {});
     LLVMFuzzerTestOneInput(current.data(), current.size());
   }
+  std::size_t const from_files = counts.runs, refused_files = counts.refused;
   if (files.empty() && runs < 0 && seconds <= 0)
     runs = 200;
+  bool const random_phase = runs != 0;
+  if (random_phase)
+    std::printf("fuzz_search: seed %llu (replay with --seed %llu)\n",
+                static_cast<unsigned long long>(seed), static_cast<unsigned long long>(seed));
+  std::fflush(stdout);
   std::mt19937_64 gen(seed);
   auto const t0 = std::chrono::steady_clock::now();
   auto elapsed = [&]
@@ -393,9 +408,20 @@ int main(int argc, char *argv[])
       b = std::uint8_t(gen());
     LLVMFuzzerTestOneInput(current.data(), current.size());
   }
-  std::printf("fuzz_search: %zu searches in %.1f s (%zu refused as documented), %zu ranks "
-              "checked against the float64 reference, no finding\n",
-              counts.runs, elapsed(), counts.refused, counts.checked_ranks);
+  std::size_t const searches = counts.runs - from_files;
+  std::size_t const answered = searches - (counts.refused - refused_files);
+  std::printf("fuzz_search: %zu input files, %zu random searches in %.1f s (seed %llu), %zu "
+              "refused as documented, %zu answered; %zu ranks checked bit for bit against the "
+              "specified score, no finding\n",
+              from_files, searches, elapsed(), static_cast<unsigned long long>(seed),
+              counts.refused, answered, counts.checked_ranks);
+  if (random_phase && (searches < min_searches || answered < min_answered))
+  {
+    std::printf("fuzz_search: FAIL: too little explored (at least %zu searches and %zu answered "
+                "ones wanted)\n",
+                min_searches, min_answered);
+    return 1;
+  }
   return 0;
 }
 #endif

@@ -6,7 +6,9 @@
 
 #include <catch2/catch_test_macros.hpp>
 
+#include <limits>
 #include <optional>
+#include <sstream>
 #include <string>
 
 namespace fastknn::test
@@ -89,57 +91,67 @@ HostResult<T> run_planned(std::vector<T> const &x, std::size_t n, std::vector<T>
 struct Comparison
 {
   std::size_t checked = 0;
-  std::size_t bad_value = 0;     // distance off by more than the tolerance
-  std::size_t index_differs = 0; // a different index at a rank where the reference has a near-tie
-  std::size_t wrong_index = 0;   // a different index where the reference has no near-tie
+  std::size_t bad_value = 0;   // not the specified value rounded to the output type, or that
+                               // value farther from the long double truth than its bound
+  std::size_t wrong_index = 0; // not the index of the specified order (value, then index)
   std::string first_problem;
 };
 
-/// Compares with the reference: values within rel_tol (relative to the query's value scale),
-/// indices exactly unless the reference has a near-tie (within the tolerance) at that rank.
+/// Compares with the references (reference.hpp), with no tolerance: at every rank the index of
+/// the specified order (ties by the smaller index) and its value rounded to the output type, bit
+/// for bit (values compared with ==, so -0 and +0 are equal); and the specified value itself
+/// within its rigorous rounding bound of the long double truth.
 template <class T>
 Comparison compare_with_reference(HostResult<T> const &r, std::vector<T> const &x, std::size_t n,
-                                  std::vector<T> const &q, std::size_t d, SearchOptions const &opt,
-                                  double rel_tol = 1e-5)
+                                  std::vector<T> const &q, std::size_t d, SearchOptions const &opt)
 {
-  RowMatrix const xm = to_eigen(x, n, d);
-  RowMatrix const qm = to_eigen(q, r.q, d);
   Comparison c;
+  auto note = [&](std::size_t i, int j, std::string const &what)
+  {
+    if (c.first_problem.empty())
+      c.first_problem = "query " + std::to_string(i) + " rank " + std::to_string(j) + ": " + what;
+  };
+  auto text = [](auto v)
+  {
+    std::ostringstream s;
+    s.precision(std::numeric_limits<decltype(v)>::max_digits10);
+    s << v;
+    return s.str();
+  };
   for (std::size_t i = 0; i < r.q; ++i)
   {
-    Ranked const ref = reference_rank<T>(xm, qm, i, opt.metric, opt.exclude_self);
-    Eigen::VectorXd const all = reference_values(xm, qm, i, opt.metric);
-    double scale = 0;
-    for (int j = 0; j < r.k; ++j)
-      scale = std::max(scale, std::abs(ref.value[j]));
-    scale = std::max(scale, 1e-30);
-    double const tol = rel_tol * scale;
+    T const *qi = q.data() + i * d;
+    Ranked const ref =
+        spec_rank<T>(x.data(), n, d, qi, opt.metric, opt.exclude_self ? i : std::size_t(-1));
     for (int j = 0; j < r.k; ++j)
     {
       ++c.checked;
-      double const got = r.val(i, j);
-      if (std::abs(got - ref.value[j]) > tol)
+      index_type const want = ref.index[std::size_t(j)];
+      T const want_value = T(ref.value[std::size_t(j)]); // exact: it is a T already
+      if (r.idx(i, j) != want)
       {
-        if (c.first_problem.empty())
-          c.first_problem = "query " + std::to_string(i) + " rank " + std::to_string(j) +
-                            ": value " + std::to_string(got) + " vs " +
-                            std::to_string(ref.value[j]);
-        ++c.bad_value;
+        ++c.wrong_index;
+        note(i, j, "index " + std::to_string(r.idx(i, j)) + " vs " + std::to_string(want));
       }
-      if (r.idx(i, j) != ref.index[j])
+      if (!(r.val(i, j) == want_value))
       {
-        bool const near_tie = r.idx(i, j) >= 0 && std::size_t(r.idx(i, j)) < n &&
-                              std::abs(all(r.idx(i, j)) - ref.value[j]) <= tol;
-        if (near_tie)
-          ++c.index_differs;
-        else
-        {
-          if (c.first_problem.empty())
-            c.first_problem = "query " + std::to_string(i) + " rank " + std::to_string(j) +
-                              ": index " + std::to_string(r.idx(i, j)) + " vs " +
-                              std::to_string(ref.index[j]);
-          ++c.wrong_index;
-        }
+        ++c.bad_value;
+        note(i, j, "value " + text(r.val(i, j)) + " vs " + text(want_value));
+      }
+      // The specification against the mathematics: the specified double (before its rounding
+      // to T) within its rounding bound of the long double truth.
+      T const *row = x.data() + std::size_t(want) * d;
+      double const internal = spec_score(opt.metric, qi, row, d);
+      double const spec = opt.metric == Metric::L2    ? std::sqrt(internal)
+                          : is_similarity(opt.metric) ? -internal
+                                                      : internal;
+      Truth const t = truth(opt.metric, qi, row, d);
+      if (!(fabsl((long double)spec - t.value) <= t.bound))
+      {
+        ++c.bad_value;
+        note(i, j,
+             "specified value " + text(spec) + " off the truth " + text(double(t.value)) +
+                 " by more than its bound " + text(double(t.bound)));
       }
     }
   }

@@ -1,15 +1,25 @@
 #pragma once
-// Independent reference for the tests: float64 direct differences with Eigen (no norm
-// expansion, no tiling, no heaps), a full ranking sorted by (reported value, index).
+// Independent references for the tests, written without the library's code:
+// - the specified exact score (docs/design.md, "contraction rule"): double, every term added
+//   with one std::fma into eight partial sums combined pairwise; the library promises its
+//   distances are this value rounded once to the output type, so results are compared with it
+//   bit for bit and in the exact order (value rounded to the output type, then index);
+// - the truth in long double with a rigorous bound on how far the specified double may be from
+//   it, so that the specification itself is checked against the mathematics;
+// - the float64 Eigen direct differences the classifier's vote reference uses.
+
+#include "spec.hpp"
 
 #include <fastknn/fastknn.hpp>
 
 #include <Eigen/Dense>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <tuple>
 #include <vector>
 
 namespace fastknn::test
@@ -27,7 +37,8 @@ RowMatrix to_eigen(std::vector<T> const &v, std::size_t rows, std::size_t cols)
   return m;
 }
 
-/// Values (in the metric's reported units) of query row qi against every database row.
+/// Values (in the metric's reported units) of query row qi against every database row, in
+/// float64 direct differences (Eigen's order of summation).
 inline Eigen::VectorXd reference_values(RowMatrix const &x, RowMatrix const &q, std::size_t qi,
                                         Metric metric)
 {
@@ -51,28 +62,38 @@ inline Eigen::VectorXd reference_values(RowMatrix const &x, RowMatrix const &q, 
 struct Ranked
 {
   std::vector<index_type> index;
-  std::vector<double> value;
+  std::vector<double> value; // the reported value in double (for the vote reference)
 };
 
-/// Full ranking of the database for query qi, best first, ties by index, as fastknn promises:
-/// the order uses the value rounded to the output type T.
+/// Full ranking of the n database rows x (row-major, n x d) for the query row q, best first, as
+/// fastknn promises: by the specified score rounded to the output type T, ties by the smaller
+/// index (a tuple comparison here, not the library's comparator); row `skip` left out.
+template <class T, class E>
+Ranked spec_rank(E const *x, std::size_t n, std::size_t d, E const *q, Metric metric,
+                 std::size_t skip = std::size_t(-1))
+{
+  std::vector<std::tuple<T, index_type>> keyed;
+  keyed.reserve(n);
+  for (std::size_t i = 0; i < n; ++i)
+    if (i != skip)
+      keyed.emplace_back(spec_key<T>(metric, spec_score(metric, q, x + i * d, d)), index_type(i));
+  std::sort(keyed.begin(), keyed.end());
+  Ranked r;
+  for (auto const &[key, i] : keyed)
+  {
+    r.index.push_back(i);
+    r.value.push_back(double(spec_reported<T>(metric, key)));
+  }
+  return r;
+}
+
+/// The ranking the classifier's vote reference uses: the specified order (see spec_rank).
 template <class T>
 Ranked reference_rank(RowMatrix const &x, RowMatrix const &q, std::size_t qi, Metric metric,
                       bool exclude_self)
 {
-  Eigen::VectorXd const v = reference_values(x, q, qi, metric);
-  double const sign = is_similarity(metric) ? -1.0 : 1.0;
-  std::vector<index_type> order;
-  for (Eigen::Index i = 0; i < v.size(); ++i)
-    if (!(exclude_self && std::size_t(i) == qi))
-      order.push_back(index_type(i));
-  std::stable_sort(order.begin(), order.end(),
-                   [&](index_type a, index_type b) { return T(sign * v(a)) < T(sign * v(b)); });
-  Ranked r;
-  r.index = order;
-  for (auto i : order)
-    r.value.push_back(v(i));
-  return r;
+  return spec_rank<T>(x.data(), std::size_t(x.rows()), std::size_t(x.cols()), &q(qi, 0), metric,
+                      exclude_self ? qi : std::size_t(-1));
 }
 
 template <class T>

@@ -262,8 +262,10 @@ TEMPLATE_LIST_TEST_CASE("fit and predict take Views of any layout", "[classifier
   auto clf_left = make<TestType>(5, Weights::Distance);
   clf_left.fit(left, y);
   CHECK(clf_left.predict(qd) == expected);
-  CHECK(clf_left.predict(Kokkos::View<float **, Kokkos::LayoutRight, Kokkos::HostSpace>(
-            "empty", 0, d)) == Labels{});
+  // Q = 0 is refused, as by search, the command line and Python (one rule everywhere).
+  CHECK_THROWS_WITH(clf_left.predict(Kokkos::View<float **, Kokkos::LayoutRight, Kokkos::HostSpace>(
+                        "empty", 0, d)),
+                    ContainsSubstring("query set is empty"));
 }
 
 TEMPLATE_LIST_TEST_CASE("classifier errors name the argument", "[classifier][errors]",

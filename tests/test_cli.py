@@ -139,11 +139,41 @@ def test_fashion(exe, data):
         else:
             print(f"  skip  {data} is absent (Debian package dataset-fashion-mnist)")
         return
-    rc, out, err = run(exe, "classify", "--data", data, "--limit-test", 200, "--quiet")
-    check(rc == 0, f"exit 0 (stderr {err.strip()!r})")
-    if rc == 0:
-        acc = float(out.split()[1])
-        check(0.80 <= acc <= 0.90, f"1-NN l2 accuracy {acc} in [0.80, 0.90]")
+    with tempfile.TemporaryDirectory(prefix="fastknn_fashion_") as tmp:
+        js, preds = os.path.join(tmp, "r.json"), os.path.join(tmp, "p.npy")
+        rc, out, err = run(exe, "classify", "--data", data, "--limit-test", 200, "--quiet",
+                           "--json", js, "--save-predictions", preds)
+        check(rc == 0, f"exit 0 (stderr {err.strip()!r})")
+        if rc != 0:
+            return
+        r = json.load(open(js))
+        got = np.load(preds).reshape(-1)
+    # The expected answer, independently: exact integer squared distances (int64) of the first
+    # 200 test images to all 60,000 training images, the nearest by the smallest index on ties.
+    train = read_idx(os.path.join(data, "train-images-idx3-ubyte")).reshape(60000, -1)
+    train_y = read_idx(os.path.join(data, "train-labels-idx1-ubyte"))
+    test = read_idx(os.path.join(data, "t10k-images-idx3-ubyte"))[:200].reshape(200, -1)
+    test_y = read_idx(os.path.join(data, "t10k-labels-idx1-ubyte"))[:200]
+    tr, te = train.astype(np.int64), test.astype(np.int64)
+    d2 = (te * te).sum(1)[:, None] + (tr * tr).sum(1)[None, :] - 2 * te @ tr.T
+    want = train_y[np.argmin(d2, axis=1)]  # argmin: the first (smallest index) of equal minima
+    correct = int((want == test_y).sum())
+    check(np.array_equal(got, want), "1-NN l2 predictions equal the exact integer brute force "
+          f"({int((got != want).sum())} differ)")
+    check(r["n_test"] == 200 and r["accuracy"] == correct / 200,
+          f"1-NN l2 accuracy {r['accuracy']} == {correct} / 200")
+    check(out.split()[1] == f"{correct / 200:.4f}", f"--quiet prints {correct / 200:.4f}")
+
+
+def read_idx(path):
+    """An IDX file (plain or .gz) as a numpy array of its declared shape (unsigned bytes)."""
+    import gzip
+    opener, name = (open, path) if os.path.exists(path) else (gzip.open, path + ".gz")
+    with opener(name, "rb") as f:
+        raw = f.read()
+    dims = raw[3]
+    shape = struct.unpack(">" + "I" * dims, raw[4:4 + 4 * dims])
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 def test_malformed(exe, tmp):
@@ -285,6 +315,14 @@ def brute_force(x, q, k, metric, exclude_self=False):
     return idx, np.take_along_axis(v, idx, axis=1)
 
 
+def within_one_ulp(got, ref):
+    """float32 results against a float64 reference: each value the reference rounded to float32,
+    or the float32 next to it (the reference's own summation order may round the other way)."""
+    want = np.asarray(ref).astype(np.float32)
+    return got.shape == want.shape and bool(
+        np.all(np.abs(got.astype(np.float64) - want) <= np.spacing(np.abs(want)).astype(np.float64)))
+
+
 def fvecs_write(path, a):
     a = np.asarray(a, np.float32)
     rec = np.empty((a.shape[0], a.shape[1] + 1), np.float32)
@@ -323,7 +361,8 @@ def test_search(exe, tmp):
                   f"float32 {got_d.shape}")
             ref_i, ref_d = brute_force(x, q, k, metric)
             check(np.array_equal(got_i, ref_i), f"{what}: indices equal the brute force")
-            check(np.allclose(got_d, ref_d, rtol=1e-5, atol=1e-5), f"{what}: distances match")
+            check(within_one_ulp(got_d, ref_d), f"{what}: distances within 1 float32 ulp of "
+                  "the float64 brute force rounded")
     # --exclude-self: the queries are the database, --queries omitted.
     rc, out, err = run(exe, "search", "--database", xp, "--exclude-self", "-k", k,
                        "--out-indices", ip, "--out-distances", dp)
@@ -334,10 +373,20 @@ def test_search(exe, tmp):
     got_i = np.load(ip)
     check(got_i.shape == (n, k) and np.array_equal(got_i, ref_i),
           "--exclude-self: indices equal the brute force without the diagonal")
-    check(np.allclose(np.load(dp), ref_d, rtol=1e-5), "--exclude-self: distances match")
+    check(within_one_ulp(np.load(dp), ref_d), "--exclude-self: distances within 1 ulp")
     rc, out, err = run(exe, "search", "--database", xp, "--queries", xp, "--exclude-self",
                        "-k", 2, "--out-indices", ip)
     check(rc == 0 and np.load(ip).shape == (n, 2), "--exclude-self with --queries = database")
+    # Q = 0 is refused with one line, as by the library and the Python API; nothing written.
+    empty = os.path.join(tmp, "empty.npy")
+    np.save(empty, np.zeros((0, d), np.float32))
+    for f in (ip, dp):
+        os.remove(f) if os.path.exists(f) else None
+    rc, out, err = run(exe, "search", "--database", xp, "--queries", empty, "-k", 2,
+                       "--out-indices", ip, "--out-distances", dp)
+    check(rc == 1 and one_error_line(err) and "query set is empty" in err,
+          f"Q = 0: exit 1, one error line ({err.strip()!r})")
+    check(not os.path.exists(ip) and not os.path.exists(dp), "Q = 0: no output file")
 
 
 def test_interrupt(exe, tmp):

@@ -107,8 +107,8 @@ def main():
 
     print("classify on Fashion-MNIST: -np 3 gives the single-process predictions")
     if not os.path.isdir(data):
-        if os.environ.get("FASTKNN_REQUIRE_TEST_DATA"):
-            check(False, f"{data} is missing (FASTKNN_REQUIRE_TEST_DATA is set)")
+        if os.environ.get("FASTKNN_REQUIRE_TEST_DATA") == "1":
+            check(False, f"{data} is missing (FASTKNN_REQUIRE_TEST_DATA=1)")
         else:
             print(f"  skip  {data} not installed")
     else:

@@ -7,7 +7,12 @@
 #include <catch2/generators/catch_generators.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <fstream>
 #include <limits>
+#include <string>
+
+#include <sys/resource.h>
+#include <unistd.h>
 
 using namespace fastknn;
 using namespace fastknn::test;
@@ -129,16 +134,14 @@ TEST_CASE("sizes that overflow the index type are refused before allocating", "[
   std::size_t const huge = std::size_t(1) << 32;
   REQUIRE_THROWS_WITH(detail::make_plan(huge, 10, 8, 8, 5, opt, 4, cpu_shape),
                       ContainsSubstring("32-bit index type"));
-  REQUIRE_THROWS_WITH(detail::make_plan(1000, 10, std::size_t(1) << 62, std::size_t(1) << 62, 5,
-                                        opt, 4, cpu_shape),
-                      ContainsSubstring("too large"));
+  REQUIRE_THROWS_WITH(
+      detail::make_plan(1000, 10, std::size_t(1) << 62, std::size_t(1) << 62, 5, opt, 4, cpu_shape),
+      ContainsSubstring("too large"));
   // Q x k results of 12 bytes each do not fit in 64 bits.
   std::size_t const big = (std::size_t(1) << 31) - 2;
-  REQUIRE_THROWS_WITH(
-      detail::make_plan(big, big, 8, 8, (long long)(big), opt, 4, cpu_shape),
-      ContainsSubstring("overflows"));
-  REQUIRE_THROWS_AS(detail::make_plan(huge, 10, 8, 8, 5, opt, 4, cpu_shape),
-                    fastknn::Error);
+  REQUIRE_THROWS_WITH(detail::make_plan(big, big, 8, 8, (long long)(big), opt, 4, cpu_shape),
+                      ContainsSubstring("overflows"));
+  REQUIRE_THROWS_AS(detail::make_plan(huge, 10, 8, 8, 5, opt, 4, cpu_shape), fastknn::Error);
 }
 
 TEST_CASE("metric names parse as the command line spells them", "[errors]")
@@ -150,4 +153,78 @@ TEST_CASE("metric names parse as the command line spells them", "[errors]")
   CHECK(parse_metric("ip") == Metric::InnerProduct);
   CHECK(parse_metric("cosine") == Metric::Cosine);
   REQUIRE_THROWS_WITH(parse_metric("hamming"), ContainsSubstring("unknown metric 'hamming'"));
+}
+
+namespace
+{
+/// The process's virtual memory size in bytes (/proc/self/statm), or 0 where unknown.
+std::size_t virtual_memory_bytes()
+{
+  std::ifstream statm("/proc/self/statm");
+  std::size_t pages = 0;
+  statm >> pages;
+  return pages * std::size_t(sysconf(_SC_PAGESIZE));
+}
+} // namespace
+
+TEMPLATE_LIST_TEST_CASE("a workspace the machine cannot give: Error saying what to lower, and the "
+                        "next search is whole",
+                        "[errors][oom]", EnabledSpaces)
+{
+  if constexpr (!Kokkos::SpaceAccessibility<Kokkos::HostSpace,
+                                            typename TestType::memory_space>::accessible)
+  {
+    // A device's memory is not bounded by the process limit below; the host spaces cover the
+    // message path (the same planned_search in core/).
+    SUCCEED("device memory: the limit does not apply");
+  }
+  else
+  {
+    // 100,000 queries x k = 1,000 with a 16 GiB budget: the plan takes every query at once,
+    // ~3 GiB of candidate buffers. Address space limited to what the process has plus 1 GiB, so
+    // the allocation fails whatever the machine's memory and overcommit policy.
+    std::size_t const n = 2000, nq = 100'000, d = 8;
+    int const k = 1000;
+    auto x = random_matrix<float>(n, d, 5);
+    auto q = random_matrix<float>(nq, d, 6);
+    TestType space;
+    auto xd = to_device(space, x, n, d);
+    auto qd = to_device(space, q, nq, d);
+    SearchOptions opt;
+    opt.workspace_bytes = std::size_t(16) << 30;
+    rlimit old{};
+    REQUIRE(getrlimit(RLIMIT_AS, &old) == 0);
+    std::size_t const vm = virtual_memory_bytes();
+    REQUIRE(vm > 0);
+    rlimit tight = old;
+    tight.rlim_cur = rlim_t(vm + (std::size_t(1) << 30));
+    REQUIRE(setrlimit(RLIMIT_AS, &tight) == 0);
+    std::string message;
+    try
+    {
+      (void)fastknn::search(space, xd, qd, k, opt);
+    }
+    catch (fastknn::Error const &e)
+    {
+      message = e.what();
+    }
+    catch (std::exception const &e)
+    {
+      message = std::string("not a fastknn::Error: ") + e.what();
+    }
+    REQUIRE(setrlimit(RLIMIT_AS, &old) == 0);
+    INFO(message);
+    CHECK_THAT(message, ContainsSubstring("out of memory"));
+    CHECK_THAT(message, ContainsSubstring("lower SearchOptions::workspace_bytes"));
+    // The workspace was freed and the space is usable: the next search (10 of the queries,
+    // default budget) gives the reference's answer.
+    SearchOptions const plain;
+    auto const found =
+        fastknn::search(space, xd, Kokkos::subview(qd, std::pair(0, 10), Kokkos::ALL), 3, plain);
+    std::vector<float> const q10(q.begin(), q.begin() + 10 * d);
+    auto const c = compare_with_reference(to_host(found, 10, 3), x, n, q10, d, plain);
+    INFO(c.first_problem);
+    CHECK(c.wrong_index == 0);
+    CHECK(c.bad_value == 0);
+  }
 }

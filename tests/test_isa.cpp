@@ -48,8 +48,9 @@ TEMPLATE_LIST_TEST_CASE("SearchStats and the tile shape name the kernels that ra
   SearchOptions opt;
   opt.stats = &stats;
   auto found = to_host(fastknn::search(space, xd, qd, 5, opt), nq, 5);
-  auto const c = compare_with_reference(found, x, n, q, d, opt, 1e-5);
+  auto const c = compare_with_reference(found, x, n, q, d, opt);
   CHECK(c.wrong_index == 0);
+  CHECK(c.bad_value == 0);
   CHECK(std::string(stats.isa) == detail::kernel_isa<Space>());
   auto const shape = detail::tile_shape<Space>(1);
   CHECK(stats.query_block == shape.mr);

@@ -12,8 +12,10 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <limits>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 using namespace fastknn;
@@ -83,6 +85,16 @@ TEST_CASE("a double search over 1,500 rows was planned past the GPU's scratch", 
 
 namespace
 {
+/// The score of row j of a run starting at r0: a functor callable on every backend (nvcc refuses
+/// a host lambda passed into team_offer, a KOKKOS_INLINE_FUNCTION: error #20013).
+template <class View>
+struct ScoreAt
+{
+  View scores;
+  std::size_t r0;
+  KOKKOS_INLINE_FUNCTION auto operator()(std::size_t j) const { return scores(r0 + j); }
+};
+
 /// Runs team_keep_smallest (cut = true) or team_offer over `values` with a team of `team_size`
 /// threads; returns the buffer's pairs.
 template <class T>
@@ -108,13 +120,13 @@ std::vector<std::pair<T, index_type>> run_team(std::vector<T> const &values, int
         auto const s = detail::TeamSelectScratch<T>::take(team, 0);
         detail::TeamBuffer<T> buf{val.data(), idx.data(), 0,
                                   Kokkos::Experimental::infinity_v<T>, kept,
-                                  detail::candidate_buffer_factor * kept};
+                                  detail::candidate_capacity(kept)};
         // Offered in runs of 37 rows, as chunks arrive.
         for (std::size_t r0 = 0; r0 < n; r0 += 37)
         {
           std::size_t const rows = std::min<std::size_t>(37, n - r0);
           detail::team_offer(team, s, buf, rows, index_type(r0),
-                             [&](std::size_t j) { return scores(r0 + j); }, ~std::size_t(0));
+                             ScoreAt<decltype(scores)>{scores, r0}, ~std::size_t(0));
         }
         detail::team_trim(team, s, buf);
         Kokkos::single(Kokkos::PerTeam(team),
@@ -176,4 +188,45 @@ TEST_CASE("the team selection keeps the k smallest, ties by row, for any team si
   check_team_selection<double>(12 + unsigned(n), n, kept, 50);
   check_team_selection<float>(13 + unsigned(n), n, kept, 1000000);
   check_team_selection<double>(14 + unsigned(n), n, kept, 1000000);
+}
+
+TEST_CASE("plans at N ~ 2^31, D = 128, k ~ 2^30: candidate counts never wrap", "[plan][sizes]")
+{
+  // No allocation: the plan only. A buffer keeping kept = k + k/4 ~ 1.34e9 candidates is cut
+  // when its int count reaches the capacity; 2 x kept overflowed an int (a negative capacity:
+  // every append a cut, or worse) before candidate_capacity computed it in 64 bits.
+  SearchOptions opt;
+  opt.workspace_bytes = std::size_t(1) << 62;
+  std::size_t const n = (std::size_t(1) << 31) - 2, d = 128;
+  long long const k = 1LL << 30;
+  for (auto const &shape : {detail::team_shape<Gpu>(64),
+                            detail::team_shape<backends::TileTraits<void>>(2)})
+  {
+    auto const plan = detail::make_plan(n, 1, d, d, k, opt, sizeof(float), shape);
+    INFO("team size " << shape.team_size << ", kept " << plan.kept);
+    CHECK(plan.kept == int(k + k / 4));
+    int const capacity = detail::candidate_capacity(plan.kept);
+    CHECK(capacity > plan.kept);
+    CHECK(capacity <= std::numeric_limits<int>::max() - 64);
+    CHECK(detail::candidate_buffer_width(plan.kept) == std::size_t(capacity) + 64);
+    // The plan's workspace holds the query's buffer of that width (value and index per slot).
+    CHECK(plan.workspace >= detail::candidate_buffer_width(plan.kept) *
+                                (sizeof(float) + sizeof(index_type)));
+    CHECK(plan.n * plan.d > (std::size_t(1) << 31)); // N x D in 64 bits as well
+  }
+  // k = N - 1 at that N keeps more than a buffer can count: refused with the fix, not wrapped.
+  try
+  {
+    (void)detail::make_plan(n, 1, d, d, (long long)n - 1, opt, sizeof(float),
+                            detail::team_shape<Gpu>(64));
+    FAIL("k = N - 1 at N = 2^31 - 2 was planned");
+  }
+  catch (Error const &e)
+  {
+    CHECK(std::string(e.what()).find("use a smaller k") != std::string::npos);
+  }
+  // Small k stay as they were: capacity exactly twice what is kept.
+  CHECK(detail::candidate_capacity(40) == 80);
+  CHECK(detail::candidate_capacity(1 << 29) == 1 << 30);
+  CHECK(detail::candidate_capacity(1 << 30) == std::numeric_limits<int>::max() - 64);
 }

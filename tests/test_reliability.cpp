@@ -30,7 +30,7 @@ TEMPLATE_LIST_TEST_CASE("denormal values give the right answer", "[reliability]"
   SearchOptions opt;
   opt.metric = GENERATE(Metric::L1, Metric::L2);
   auto r = run_search<TestType>(x, n, q, nq, d, 5, opt);
-  auto c = compare_with_reference(r, x, n, q, d, opt, 1e-3);
+  auto c = compare_with_reference(r, x, n, q, d, opt);
   INFO(c.first_problem);
   CHECK(c.wrong_index == 0);
   CHECK(c.bad_value == 0);
@@ -53,7 +53,6 @@ TEMPLATE_LIST_TEST_CASE("cosine: a row whose norm is subnormal is scored, not lo
   auto c = compare_with_reference(r, x, n, q, d, opt);
   INFO(c.first_problem);
   CHECK(c.wrong_index == 0);
-  CHECK(c.index_differs == 0);
   CHECK(c.bad_value == 0);
 }
 
@@ -86,10 +85,9 @@ TEMPLATE_LIST_TEST_CASE("values whose products underflow are ranked exactly, eve
       q[i] = i % d < d / 2 ? float(1 + i % d) : q[i] * 1e-25f;
   }
   auto r = run_search<TestType>(x, n, q, nq, d, 5, opt);
-  auto c = compare_with_reference(r, x, n, q, d, opt, 1e-5);
+  auto c = compare_with_reference(r, x, n, q, d, opt);
   INFO(c.first_problem);
   CHECK(c.wrong_index == 0);
-  CHECK(c.index_differs == 0);
   CHECK(c.bad_value == 0);
 }
 
@@ -118,10 +116,10 @@ TEMPLATE_LIST_TEST_CASE("near-equidistant points at 1e-21: products underflow, t
   auto r = run_search<TestType>(x, n, q, 1, d, 5, opt);
   for (int j = 0; j < 5; ++j)
     CHECK(r.idx(0, j) == j);
-  auto c = compare_with_reference(r, x, n, q, d, opt, 1e-6);
+  auto c = compare_with_reference(r, x, n, q, d, opt);
   INFO(c.first_problem);
   CHECK(c.wrong_index == 0);
-  CHECK(c.index_differs == 0);
+  CHECK(c.bad_value == 0);
 }
 
 TEMPLATE_LIST_TEST_CASE("values at the edge of the overflow refusal: exact below, refused above",
@@ -151,7 +149,6 @@ TEMPLATE_LIST_TEST_CASE("values at the edge of the overflow refusal: exact below
   auto c = compare_with_reference(r, x, n, q, d, opt);
   INFO(c.first_problem);
   CHECK(c.wrong_index == 0);
-  CHECK(c.index_differs == 0);
   CHECK(c.bad_value == 0);
   x[n / 2 * d] = float(limit * 1.001);
   CHECK_THROWS_WITH(run_search<TestType>(x, n, q, nq, d, 5, opt),
@@ -275,5 +272,53 @@ TEMPLATE_LIST_TEST_CASE("N = 5,000,000 x D = 16 within the default budget, no Q 
       }
     }
     CHECK(hi(i, 0) == best_idx);
+  }
+}
+
+TEMPLATE_LIST_TEST_CASE("N x D > 2^31: 22,000,000 x 100 byte-valued floats, exact", "[large]",
+                        EnabledSpaces)
+{
+  // 2.2 x 10^9 coordinates (8.8 GB as float): every offset into the database passes 2^31, so an
+  // int somewhere in the indexing would show here. Byte values take the exact 8-bit path.
+  std::size_t const n = 22'000'000, d = 100, nq = 2;
+  int const k = 5;
+  using MS = typename TestType::memory_space;
+  TestType space;
+  Kokkos::View<float **, Kokkos::LayoutRight, MS> x(
+      Kokkos::view_alloc(Kokkos::WithoutInitializing, "x"), n, d);
+  Kokkos::parallel_for(
+      "fill", Kokkos::RangePolicy<TestType>(space, 0, n), KOKKOS_LAMBDA(std::size_t i) {
+        std::uint64_t h = 0x9e3779b97f4a7c15ull * (i + 1);
+        for (std::size_t p = 0; p < d; ++p)
+        {
+          h ^= h >> 29;
+          h *= 0xbf58476d1ce4e5b9ull;
+          h ^= h >> 32;
+          x(i, p) = float(h & 255u);
+        }
+      });
+  // Queries: two database rows with a few coordinates moved, so the nearest is known to exist.
+  Kokkos::View<float **, Kokkos::LayoutRight, MS> q("q", nq, d);
+  auto hx = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, x);
+  auto hq = Kokkos::create_mirror_view(q);
+  std::size_t const rows[nq] = {21'999'999, 12'345'678};
+  for (std::size_t i = 0; i < nq; ++i)
+    for (std::size_t p = 0; p < d; ++p)
+      hq(i, p) = hx(rows[i], p) + float(p % 7 == 0 ? 1 : 0);
+  Kokkos::deep_copy(q, hq);
+  SearchOptions opt; // L2Squared
+  auto const found = fastknn::search(space, x, q, k, opt);
+  auto const hi = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.indices);
+  auto const hv = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.distances);
+  for (std::size_t i = 0; i < nq; ++i)
+  {
+    Ranked const ref = spec_rank<float>(hx.data(), n, d, &hq(i, 0), opt.metric);
+    for (int j = 0; j < k; ++j)
+    {
+      INFO("query " << i << " rank " << j);
+      CHECK(hi(i, j) == ref.index[std::size_t(j)]);
+      CHECK(double(hv(i, j)) == ref.value[std::size_t(j)]);
+    }
+    CHECK(hi(i, 0) == index_type(rows[i]));
   }
 }

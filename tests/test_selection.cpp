@@ -59,9 +59,9 @@ std::vector<std::pair<T, index_type>> sorted_reference(Pairs<T> const &p)
   std::vector<std::pair<T, index_type>> r;
   for (std::size_t j = 0; j < p.val.size(); ++j)
     r.emplace_back(p.val[j], p.idx[j]);
-  std::sort(r.begin(), r.end(),
-            [](auto const &a, auto const &b)
-            { return fastknn::detail::pair_less(a.first, a.second, b.first, b.second); });
+  // std::pair's own lexicographic order (value, then index; -0 and +0 equal as values), not the
+  // library's comparator.
+  std::sort(r.begin(), r.end());
   return r;
 }
 

@@ -224,7 +224,8 @@ public:
   }
 
   /// Returns the predicted label of each query row (Q x D View): the class with the largest
-  /// vote, ties to the smallest label. An empty query set gives an empty vector.
+  /// vote, ties to the smallest label. An empty query set is refused (fastknn::Error), as by
+  /// fastknn::search, the command line and the Python API (one rule: Q = 0 is an error).
   template <detail::KokkosView QueryView>
   std::vector<std::int32_t> predict(QueryView const &queries) const
   {
@@ -358,9 +359,7 @@ private:
   void for_each_vote(QueryView const &queries, F &&f) const
   {
     require_fitted();
-    if (queries.extent(0) == 0)
-      return;
-    auto const found = kneighbors(queries);
+    auto const found = kneighbors(queries); // Q = 0: Error, as every search
     auto const idx = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.indices);
     auto const val = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.distances);
     int const k = _options.k;

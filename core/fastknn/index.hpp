@@ -17,12 +17,23 @@
 namespace fastknn
 {
 
+/// Tag for the Index constructor that uses the caller's View without a copy.
+struct BorrowData
+{
+  explicit BorrowData() = default;
+};
+inline constexpr BorrowData borrow_data{};
+
 /// A database prepared for repeated searches (like FAISS's IndexFlat or cuVS's brute-force
 /// index): the pass over its rows that every search needs (centre, row norms, finiteness and
 /// range checks, the integer path's norms) runs once, in the constructor. Each search then
 /// reads the database once. Results are those of fastknn::search with the same arguments.
-/// The index keeps a reference to the View, not a copy: build a new index after changing the
-/// data.
+///
+/// The data rule: `Index(space, view, metric)` copies the rows into memory of its own, so the
+/// caller may change or free its View afterwards and every answer is that of the rows as they
+/// were at construction (never a mix of old norms and new rows). `Index(space, view, metric,
+/// fastknn::borrow_data)` uses the View itself, with no copy: the caller must not change its
+/// rows while the index lives (fastknn::search, and wrappers that own their data, use it).
 template <class ExecSpace, class DatabaseView>
 requires detail::is_space_v<ExecSpace>
 class Index
@@ -31,7 +42,22 @@ public:
   using value_type = std::remove_const_t<typename DatabaseView::value_type>;
   using memory_space = typename ExecSpace::memory_space;
 
+  /// Copies the rows (in the View's memory space; a LayoutStride View is copied to LayoutRight).
   Index(ExecSpace const &space, DatabaseView const &database, Metric metric = Metric::L2Squared)
+      : _metric(metric)
+  {
+    detail::check_view<ExecSpace, DatabaseView>();
+    detail::check_database_shape(database.extent(0), database.extent(1));
+    Kokkos::Profiling::ScopedRegion region("fastknn::Index");
+    _owned = Owned(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "fastknn::Index::rows"),
+                   database.extent(0), database.extent(1));
+    Kokkos::deep_copy(space, _owned, database);
+    _database = _owned;
+    _summary = detail::summarise(space, _database, metric);
+  }
+
+  /// Uses the caller's View as it is: its rows must not change while the index lives.
+  Index(ExecSpace const &space, DatabaseView const &database, Metric metric, BorrowData)
       : _database(database), _metric(metric)
   {
     detail::check_view<ExecSpace, DatabaseView>();
@@ -89,6 +115,11 @@ public:
   DatabaseView const &database() const { return _database; }
 
 private:
+  using OwnedLayout =
+      std::conditional_t<std::is_same_v<typename DatabaseView::array_layout, Kokkos::LayoutStride>,
+                         Kokkos::LayoutRight, typename DatabaseView::array_layout>;
+  using Owned = Kokkos::View<value_type **, OwnedLayout, typename DatabaseView::memory_space>;
+  Owned _owned; // the copy the index searches (empty when borrowed)
   DatabaseView _database;
   Metric _metric;
   detail::DatabaseSummary<value_type, memory_space> _summary;

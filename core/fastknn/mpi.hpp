@@ -64,7 +64,8 @@ struct DistributedOptions
 /// rows, none included); global row i is row i - offset(r) of the rank r whose rows cover it
 /// (shards in rank order). Building it is collective; so is every search. The index keeps the
 /// communicator (not a duplicate): it must outlive the index, and no other thread may run
-/// collective calls on it during a search.
+/// collective calls on it during a search. It uses the shard's View without a copy
+/// (fastknn::borrow_data): the shard's rows must not change while the index lives.
 template <class ExecSpace, class DatabaseView>
 requires fastknn::detail::is_space_v<ExecSpace>
 class Index
@@ -94,7 +95,7 @@ public:
                          [&]
                          {
                            if (mine > 0)
-                             _local.emplace(space, shard, metric);
+                             _local.emplace(space, shard, metric, fastknn::borrow_data);
                          });
   }
 

@@ -47,7 +47,8 @@ requires detail::is_space_v<ExecSpace>
   // The arguments are checked before the pass over the database.
   static_cast<void>(detail::plan<ExecSpace, T>(space, database.extent(0), queries.extent(0),
                                                database.extent(1), queries.extent(1), k, options));
-  Index<ExecSpace, DatabaseView> const index(space, database, options.metric);
+  // No copy: the search ends before the caller can change anything.
+  Index<ExecSpace, DatabaseView> const index(space, database, options.metric, borrow_data);
   return index.search(space, queries, k, options);
 }
 

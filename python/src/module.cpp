@@ -203,17 +203,20 @@ public:
     py::gil_scoped_release nogil;
     if (dbl && f)
       _index.emplace<IndexOf<double, Kokkos::LayoutLeft>>(
-          space, as_view<double, Kokkos::LayoutLeft>(_array, "fastknn::python::database"), _metric);
+          space, as_view<double, Kokkos::LayoutLeft>(_array, "fastknn::python::database"), _metric,
+          fastknn::borrow_data); // the module's own read-only copy
     else if (dbl)
       _index.emplace<IndexOf<double, Kokkos::LayoutRight>>(
-          space, as_view<double, Kokkos::LayoutRight>(_array, "fastknn::python::database"),
-          _metric);
+          space, as_view<double, Kokkos::LayoutRight>(_array, "fastknn::python::database"), _metric,
+          fastknn::borrow_data);
     else if (f)
       _index.emplace<IndexOf<float, Kokkos::LayoutLeft>>(
-          space, as_view<float, Kokkos::LayoutLeft>(_array, "fastknn::python::database"), _metric);
+          space, as_view<float, Kokkos::LayoutLeft>(_array, "fastknn::python::database"), _metric,
+          fastknn::borrow_data); // the module's own read-only copy
     else
       _index.emplace<IndexOf<float, Kokkos::LayoutRight>>(
-          space, as_view<float, Kokkos::LayoutRight>(_array, "fastknn::python::database"), _metric);
+          space, as_view<float, Kokkos::LayoutRight>(_array, "fastknn::python::database"), _metric,
+          fastknn::borrow_data); // the module's own read-only copy
     ++live_objects;
   }
   PyIndex(PyIndex const &) = delete;

@@ -50,9 +50,38 @@ def assert_matches_reference(db, q, k, metric, dist, ind, exclude_self=False):
     want = order[:, :k]
     np.testing.assert_array_equal(ind, want)
     sign = -1 if metric in ("ip", "cosine") else 1
-    got = np.take_along_axis(s, want, axis=1) * sign
-    np.testing.assert_allclose(dist, got, rtol=1e-5 if dist.dtype == np.float32 else 1e-12,
-                               atol=1e-5)
+    ref = np.take_along_axis(s, want, axis=1) * sign
+    assert_values(dist, ref, np.take_along_axis(magnitude(db, q, metric), want, axis=1),
+                  np.asarray(db).shape[1])
+
+
+def magnitude(db, q, metric):
+    """Per (query, row) pair, the sum of the absolute terms a float64 evaluation rounds (what its
+    error is proportional to), in the reported units."""
+    x, y = np.abs(np.asarray(db, np.float64)), np.abs(np.asarray(q, np.float64))
+    if metric in ("l2", "sqeuclidean", "l1"):
+        s, _ = reference(db, q, metric)
+        return np.abs(s)
+    m = y @ x.T
+    if metric == "cosine":
+        m = m / np.linalg.norm(y, axis=1)[:, None] / np.linalg.norm(x, axis=1)[None, :]
+    return m
+
+
+def assert_values(dist, ref, mag, d):
+    """Each value the float64 reference rounded to the output type: bit for bit where that
+    rounding is certain, else the neighbour on the other side (1 ulp). The reference and the
+    library add in different orders; each float64 sum is within (d + 8) u of the magnitude, the
+    band in which the rounding is "not certain"."""
+    err = (2 * (d + 8) * 2.0 ** -53) * mag
+    lo = (ref - err).astype(dist.dtype)
+    hi = (ref + err).astype(dist.dtype)
+    ok = (dist >= lo) & (dist <= hi)
+    if dist.dtype == np.float32:  # at most one rounding boundary inside the band: 1 ulp apart
+        ok &= (hi - lo) <= np.spacing(np.abs(lo))
+    bad = np.flatnonzero(~ok)
+    assert bad.size == 0, (f"{bad.size} values off, first {dist.flat[bad[0]]!r} vs "
+                           f"{ref.flat[bad[0]]!r}")
 
 
 @pytest.mark.parametrize("metric", ["l2", "sqeuclidean", "l1", "ip", "cosine"])
@@ -339,3 +368,57 @@ def test_unpickled_float64_data_stays_float64():
     assert ind[0, 0] == 1 and dist.dtype == np.float64
     with pytest.raises(fastknn.Error, match="float32 or float64"):
         fastknn._core.Index(np.zeros((3, 2), dtype=np.float16), "l2", 0)
+
+
+def test_empty_query_set_refused_everywhere():
+    """One rule for Q = 0 in C++, the command line and Python: an error that says so (the
+    estimators' message is scikit-learn's own)."""
+    rng = np.random.default_rng(5)
+    db = rng.random((50, 4)).astype(np.float32)
+    empty = db[:0]
+    with pytest.raises(fastknn.Error, match="query set is empty"):
+        fastknn.search(db, empty, 2)
+    with pytest.raises(fastknn.Error, match="query set is empty"):
+        fastknn.Index(db).search(empty, 2)
+    for est in (NearestNeighbors(n_neighbors=2).fit(db),
+                KNeighborsClassifier(n_neighbors=2).fit(db, np.arange(50) % 3),
+                KNeighborsRegressor(n_neighbors=2).fit(db, np.arange(50.0))):
+        ours = est.kneighbors if isinstance(est, NearestNeighbors) else est.predict
+        with pytest.raises(ValueError, match="0 sample"):
+            ours(empty)
+    with pytest.raises(ValueError, match="0 sample"):  # scikit-learn's own rule, for comparison
+        skn.NearestNeighbors(n_neighbors=2).fit(db).kneighbors(empty)
+
+
+def test_strided_float16_bool_integer_inputs_and_threads():
+    """Inputs a new user passes without thinking: views with strides, float16, bool and integer
+    arrays (converted to float64 exactly, as documented), and the threads= argument; each
+    against the float64 reference, and threads=1 and threads=2 bit for bit alike."""
+    rng = np.random.default_rng(21)
+    wide = rng.integers(-8, 9, size=(900, 20)).astype(np.float32)
+    db, q = wide[::2, ::3], wide[1:120:3, ::3]  # neither C- nor F-contiguous
+    assert not db.flags.c_contiguous and not db.flags.f_contiguous
+    for metric in ("l2", "l1", "ip"):
+        dist, ind = fastknn.search(db, q, 9, metric=metric)
+        assert dist.dtype == np.float32
+        assert_matches_reference(np.ascontiguousarray(db), np.ascontiguousarray(q), 9, metric,
+                                 dist, ind)
+    half = db.astype(np.float16)
+    dist, ind = fastknn.search(half, q.astype(np.float16), 5)
+    assert dist.dtype == np.float64  # float16 widened exactly, never narrowed
+    assert_matches_reference(half.astype(np.float64), q.astype(np.float64), 5, "l2", dist, ind)
+    flags = rng.random((300, 12)) < 0.3
+    dist, ind = fastknn.search(flags, flags[:20], 4, metric="l1")
+    assert dist.dtype == np.float64
+    assert_matches_reference(flags.astype(np.float64), flags[:20].astype(np.float64), 4, "l1",
+                             dist, ind)
+    ints = rng.integers(-1000, 1000, size=(400, 6)).astype(np.int32)
+    dist, ind = fastknn.search(ints, ints[:25], 6)
+    assert_matches_reference(ints.astype(np.float64), ints[:25].astype(np.float64), 6, "l2",
+                             dist, ind)
+    big = rng.standard_normal((3000, 24)).astype(np.float32)
+    one = fastknn.search(big, big[:200], 10, threads=1)
+    two = fastknn.search(big, big[:200], 10, threads=2)
+    np.testing.assert_array_equal(one[1], two[1])
+    np.testing.assert_array_equal(one[0], two[0])
+    assert_matches_reference(big, big[:200], 10, "l2", *one)

@@ -116,7 +116,13 @@ struct GpuTileTraits
   static constexpr char const *isa = "cuda";
 };
 
-#if defined(KOKKOS_ENABLE_OPENMP) && defined(FASTKNN_GPU_SHAPED_HOST)
+#if defined(KOKKOS_ENABLE_OPENMP) && defined(FASTKNN_GENERIC_TRAITS_HOST)
+// Test builds only (the library's test-only variant "generic-traits", CTest
+// fastknn_tests_generic_traits): OpenMP takes the generic traits above, what a backend without
+// its own (Serial, Threads, HIP, SYCL) takes: 4 x 8 blocks, teams of one, no stream, selection
+// from scratch. (FASTKNN_GPU_SHAPED_HOST is defined with it only to keep that module out of
+// the explicit instantiations, as the gpu-shaped one.)
+#elif defined(KOKKOS_ENABLE_OPENMP) && defined(FASTKNN_GPU_SHAPED_HOST)
 /// Test builds only (tests/CMakeLists.txt, fastknn_tests_gpu_shaped): OpenMP runs the GPU's
 /// traits with teams of FASTKNN_GPU_SHAPED_HOST threads, so the team-parallel path the GPU
 /// takes (scores in level-0 scratch, cooperative selection, team exact scan) is checked on a

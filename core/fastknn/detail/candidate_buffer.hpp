@@ -58,7 +58,7 @@ struct CandidateBuffer
 
   KOKKOS_INLINE_FUNCTION void cut_if_full()
   {
-    if (count >= candidate_buffer_factor * kept)
+    if (count >= candidate_capacity(kept))
     {
       keep_smallest(val, idx, count, kept);
       count = kept;

@@ -98,7 +98,7 @@ struct ExactScanKernel
   {
     auto const select = TeamSelectScratch<T>::take(team, 0);
     TeamBuffer<T> buf{vals, ids, 0, Kokkos::Experimental::infinity_v<T>, k,
-                      candidate_buffer_factor * k};
+                      candidate_capacity(k)};
     std::size_t const skip = exclude_self ? qg : ~std::size_t(0);
     for (std::size_t b0 = 0; b0 < n; b0 += block)
     {

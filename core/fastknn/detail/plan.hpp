@@ -43,11 +43,21 @@ inline int candidate_pad(int k)
 /// kept best, so each cut costs O(capacity) and comes every (factor - 1) x kept appends.
 inline constexpr int candidate_buffer_factor = 2;
 
+/// The count at which a buffer keeping `kept` candidates is cut: candidate_buffer_factor x kept,
+/// computed in 64 bits and capped so that the count (an int) with a register block's spare
+/// slots never overflows; above kept whenever make_plan accepts the search (kept < 2^31 - 65).
+KOKKOS_INLINE_FUNCTION constexpr int candidate_capacity(int kept)
+{
+  constexpr long long top = 2147483647LL - 64;
+  long long const c = static_cast<long long>(candidate_buffer_factor) * kept;
+  return static_cast<int>(c < top ? c : top);
+}
+
 /// Slots of a query's candidate buffer: the capacity, plus room for a masked append of a whole
 /// register-block row (at most 64 pairs) that passes it before the cut.
 inline std::size_t candidate_buffer_width(int kept)
 {
-  return std::size_t(candidate_buffer_factor) * std::size_t(kept) + 64;
+  return std::size_t(candidate_capacity(kept)) + 64;
 }
 
 /// Team scratch the cooperative selection (detail/team_select.hpp) takes besides the scores:
@@ -191,6 +201,19 @@ inline std::size_t fit_team_scratch(Plan &p, TeamShape const &shape, std::size_t
   return queries;
 }
 
+/// Candidates a query keeps in the pre-selection: k and a pad, at most the eligible rows. A
+/// buffer must hold more than it keeps, and its int count never wraps: refused otherwise.
+inline int kept_candidates(std::size_t n_eligible, long long k)
+{
+  int const kept = static_cast<int>(std::min<std::size_t>(
+      n_eligible, static_cast<std::size_t>(k) + candidate_pad(static_cast<int>(k))));
+  require(candidate_capacity(kept) > kept,
+          "k = " + std::to_string(k) + " keeps " + std::to_string(kept) +
+              " candidates per query, more than a candidate buffer counts (2^31 - 66); use a "
+              "smaller k or split the database");
+  return kept;
+}
+
 /// Validates the arguments and sizes the tiles so the workspace stays within the budget.
 /// Throws fastknn::Error naming the argument and the fix.
 inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d_queries,
@@ -208,8 +231,7 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
   p.d = d;
   p.k = static_cast<int>(k);
   p.n_eligible = opt.exclude_self ? n - 1 : n;
-  p.kept = static_cast<int>(
-      std::min<std::size_t>(p.n_eligible, static_cast<std::size_t>(k) + candidate_pad(p.k)));
+  p.kept = kept_candidates(p.n_eligible, k);
   p.mr = mr;
   p.nr = nr;
   std::size_t const row_bytes = d * value_size;

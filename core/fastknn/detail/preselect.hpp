@@ -290,7 +290,7 @@ struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
         continue; // the same on every thread: no barrier skipped by some only
       std::size_t const b = ql * segments + seg;
       TeamBuffer<T> buf{&cand_val(b, 0), &cand_idx(b, 0), cand_count(b), cand_threshold(b),
-                        kept, candidate_buffer_factor * kept};
+                        kept, candidate_capacity(kept)};
       T const *row = scores + std::size_t(qi) * chunk_rows;
       team_offer(team, scratch.select, buf, valid, static_cast<index_type>(first),
                  [&](std::size_t j) { return row[j]; },
@@ -359,7 +359,7 @@ struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
           break;
         std::size_t const b = ql * segments + seg;
         TeamBuffer<T> buf{&cand_val(b, 0), &cand_idx(b, 0), cand_count(b), cand_threshold(b),
-                          kept, candidate_buffer_factor * kept};
+                          kept, candidate_capacity(kept)};
         T const *row = scores + i * chunk_rows;
         team_offer(team, scratch.select, buf, valid, static_cast<index_type>(first),
                    [&](std::size_t j) { return row[j]; },

@@ -9,7 +9,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <type_traits>
 
 #include <fastknn/backends/tile_traits.hpp>
@@ -207,6 +209,16 @@ Plan plan_for(ExecSpace const &space, std::size_t n, std::size_t q, std::size_t 
   return make_plan(n, q, d, d_queries, k, options, sizeof(T), shape);
 }
 
+/// The Error for a failed allocation of a search's workspace or outputs: what failed and what to
+/// lower.
+inline Error out_of_memory(Plan const &plan, char const *what)
+{
+  return Error(std::string("out of memory (") + what + ") with a workspace of " +
+               std::to_string(plan.workspace) +
+               " bytes plus the Q x k outputs; lower SearchOptions::workspace_bytes or search the "
+               "queries in smaller batches");
+}
+
 /// Runs `run()` (the search with `plan`), turning a failed allocation into an Error that says what
 /// to do.
 template <class Run>
@@ -216,13 +228,17 @@ auto planned_search(Plan const &plan, Run &&run)
   {
     return run();
   }
-  catch (std::bad_alloc const &e)
+  catch (std::bad_alloc const &e) // Kokkos 4: a bad_alloc naming the View
   {
-    // Kokkos reports a failed allocation as a bad_alloc naming the View; add what to do.
-    throw Error(std::string("out of memory (") + e.what() + ") with a workspace of " +
-                std::to_string(plan.workspace) +
-                " bytes plus the Q x k outputs; lower SearchOptions::workspace_bytes or search "
-                "the queries in smaller batches");
+    throw out_of_memory(plan, e.what());
+  }
+  catch (std::runtime_error const &e)
+  {
+    // Kokkos 5 reports it as Kokkos::Experimental::BadAlloc, a runtime_error ("... memory space
+    // failed to allocate ..."); anything else goes on as it was.
+    if (std::string_view(e.what()).find("failed to allocate") == std::string_view::npos)
+      throw;
+    throw out_of_memory(plan, e.what());
   }
 }
 

@@ -164,7 +164,7 @@ struct TeamBuffer
   int count;
   T threshold;
   int kept;     // pairs a cut keeps
-  int capacity; // a cut comes when count reaches it (candidate_buffer_factor x kept)
+  int capacity; // a cut comes when count reaches it (candidate_capacity(kept))
 };
 
 /// Cuts the buffer to its kept smallest (nothing to do when it holds no more).

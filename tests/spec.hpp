@@ -1,0 +1,142 @@
+#pragma once
+// The specified exact score (docs/design.md, "the floating-point contraction rule") written
+// independently of the library, and the truth in long double with a rigorous bound on the
+// specification's rounding. Shared by the test suite (reference.hpp) and the search fuzzer.
+
+#include <fastknn/options.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+
+namespace fastknn::test
+{
+
+/// The specified exact internal score of rows a and b (smaller is better: the squared distance
+/// for L2 and L2Squared, the L1 distance, minus the inner product, minus the cosine), written
+/// from the specification: coordinate p goes into partial sum p mod 8 for the full groups of
+/// eight, the tail into sums 0, 1, ...; each product added with one fma; the sums combined as
+/// ((s0+s1)+(s2+s3))+((s4+s5)+(s6+s7)); sqrt and division IEEE-rounded.
+template <class E>
+double spec_score(Metric metric, E const *ra, E const *rb, std::size_t d)
+{
+  double s[8] = {}, aa[8] = {}, bb[8] = {};
+  std::size_t const full = d / 8 * 8;
+  for (std::size_t p = 0; p < d; ++p)
+  {
+    std::size_t const l = p < full ? p % 8 : p - full;
+    double const a = double(ra[p]), b = double(rb[p]);
+    switch (metric)
+    {
+    case Metric::L2:
+    case Metric::L2Squared:
+      s[l] = std::fma(a - b, a - b, s[l]);
+      break;
+    case Metric::L1:
+      s[l] = s[l] + std::fabs(a - b);
+      break;
+    case Metric::InnerProduct:
+      s[l] = std::fma(a, b, s[l]);
+      break;
+    case Metric::Cosine:
+      s[l] = std::fma(a, b, s[l]);
+      aa[l] = std::fma(a, a, aa[l]);
+      bb[l] = std::fma(b, b, bb[l]);
+      break;
+    }
+  }
+  auto sum8 = [](double const *v)
+  { return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])); };
+  switch (metric)
+  {
+  case Metric::InnerProduct:
+    return -sum8(s);
+  case Metric::Cosine:
+    return -sum8(s) / (std::sqrt(sum8(aa)) * std::sqrt(sum8(bb)));
+  default:
+    return sum8(s);
+  }
+}
+
+/// The order key in the output type T (ascending = best first) of a specified internal score.
+template <class T>
+T spec_key(Metric metric, double internal)
+{
+  return metric == Metric::L2 ? T(std::sqrt(internal)) : T(internal);
+}
+
+/// The distance the library reports for an order key (similarities with their sign).
+template <class T>
+T spec_reported(Metric metric, T key)
+{
+  return is_similarity(metric) ? T(-key) : key;
+}
+
+/// The reported value in long double (the truth, up to a relative 2^-60 or so) and a rigorous
+/// bound on |specified double - truth| for these two rows (the specification's own rounding:
+/// one rounding per subtraction, per fma and per pairwise addition, sqrt and division).
+struct Truth
+{
+  long double value;
+  long double bound;
+};
+
+template <class E>
+Truth truth(Metric metric, E const *a, E const *b, std::size_t d)
+{
+  long double s = 0, mag = 0, aa = 0, bb = 0;
+  for (std::size_t p = 0; p < d; ++p)
+  {
+    long double const x = a[p], y = b[p];
+    switch (metric)
+    {
+    case Metric::L2:
+    case Metric::L2Squared:
+      s += (x - y) * (x - y);
+      break;
+    case Metric::L1:
+      s += fabsl(x - y);
+      break;
+    default:
+      s += x * y;
+      mag += fabsl(x * y);
+      aa += x * x;
+      bb += y * y;
+      break;
+    }
+  }
+  // gamma for one chain of ceil(d/8) roundings, three pairwise levels and the two roundings of
+  // a subtraction that is squared; generous by a factor of two for the long double's own error.
+  long double const u = std::ldexp(1.0L, -53);
+  long double const gamma = 2 * (std::ceil(d / 8.0L) + 8) * u;
+  // Products or squares of tiny doubles underflow: an absolute term of one subnormal step each.
+  long double const tiny = 4 * (d + 8) * (long double)(std::numeric_limits<double>::denorm_min());
+  switch (metric)
+  {
+  case Metric::L2Squared:
+  case Metric::L1:
+    return {s, gamma * s + tiny};
+  case Metric::L2:
+  {
+    long double const r = sqrtl(s);
+    // |sqrt(s') - sqrt(s)| <= |s' - s| / sqrt(s) once s' is within a relative gamma of s, plus
+    // the rounding of sqrt itself.
+    long double const e = gamma * s + tiny;
+    long double const lo = sqrtl(std::max(0.0L, s - e));
+    return {r,
+            (sqrtl(s + e) - lo) + 2 * u * r + std::sqrt(std::numeric_limits<double>::denorm_min())};
+  }
+  case Metric::InnerProduct:
+    return {s, gamma * mag + tiny};
+  case Metric::Cosine:
+  {
+    long double const n = sqrtl(aa) * sqrtl(bb);
+    long double const c = s / n;
+    return {c, (gamma * mag + tiny) / n + fabsl(c) * (gamma + 8 * u)};
+  }
+  }
+  return {0, 0};
+}
+
+} // namespace fastknn::test
