@@ -1,8 +1,9 @@
 // fastknn_gpu_bench: the device check's fastknn half (tools/device_check.sh). Times
 // fastknn::search on the build's default execution space (Kokkos::Cuda in a CUDA build, the CPU
 // otherwise) with the data already in that space's memory, for the jobs docs/cuda.md sets the
-// goals on, and writes one JSON object per job. No dependency beyond fastknn (the GPU machine
-// has no Google Benchmark).
+// goals on, and writes one JSON object per job, the whole file again after every job ("complete":
+// false until the last one), so a time limit loses nothing measured. No dependency beyond fastknn
+// (the GPU machine has no Google Benchmark).
 //
 //   fastknn_gpu_bench --out FILE.json [--fashion DIR] [--repeats R] [--quick]
 //                     [--indices-dir DIR]
@@ -150,10 +151,26 @@ int main(int argc, char **argv)
   {
     Args const a = parse(argc, argv);
     std::vector<std::string> jobs;
+    // The whole file is written again after every job: a run stopped by a time limit keeps
+    // every figure measured so far (a lent GPU's minutes are few).
+    auto write = [&](bool complete)
+    {
+      std::ofstream out(a.out + ".partial");
+      out << "{\"backend\": \"" << Space::name() << "\", \"repeats\": " << a.repeats
+          << ", \"quick\": " << (a.quick ? "true" : "false")
+          << ", \"complete\": " << (complete ? "true" : "false") << ", \"jobs\": [\n";
+      for (std::size_t i = 0; i < jobs.size(); ++i)
+        out << "  " << jobs[i] << (i + 1 < jobs.size() ? ",\n" : "\n");
+      out << "]}\n";
+      out.close();
+      if (!out || std::rename((a.out + ".partial").c_str(), a.out.c_str()) != 0)
+        throw std::runtime_error("cannot write " + a.out);
+    };
     auto report = [&](std::string const &line)
     {
       std::cout << line << std::endl;
       jobs.push_back(line);
+      write(false);
     };
     // Fashion-MNIST 10,000 x 60,000 x 784, float32 pixel values, L2.
     try
@@ -190,14 +207,7 @@ int main(int argc, char **argv)
       Matrix const q = random_rows(nq, d, 2, "bench::random_queries");
       report(json_job("random_l2sq", n, nq, d, 10, time_search(x, q, 10, a.repeats)));
     }
-    std::ofstream out(a.out);
-    out << "{\"backend\": \"" << Space::name() << "\", \"repeats\": " << a.repeats
-        << ", \"quick\": " << (a.quick ? "true" : "false") << ", \"jobs\": [\n";
-    for (std::size_t i = 0; i < jobs.size(); ++i)
-      out << "  " << jobs[i] << (i + 1 < jobs.size() ? ",\n" : "\n");
-    out << "]}\n";
-    if (!out)
-      throw std::runtime_error("cannot write " + a.out);
+    write(true);
   }
   catch (std::exception const &e)
   {

@@ -146,7 +146,10 @@ def main():
         json.dump(report, f, indent=1)
     lines = [f"# Device check at {args.commit}", "", "Card and clocks:", "", "```", card, "```", "",
              f"fastknn on `{ours['backend']}`, torch {torch_note}; medians of {args.repeats} runs, "
-             "data in device memory, L2 squared, float32.", "",
+             "data in device memory, L2 squared, float32."
+             + ("" if ours.get("complete", True) else
+                " **INCOMPLETE: the fastknn driver stopped before its last job (time limit?); "
+                "the jobs below are those it finished.**"), "",
              "| job | N | Q | D | k | fastknn (s) | fallbacks | best torch (s) | torch / fastknn |",
              "|---|---|---|---|---|---|---|---|---|"]
     for job in ours["jobs"]:
