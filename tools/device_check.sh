@@ -93,14 +93,17 @@ command -v cmake >/dev/null || need "cmake (3.22 or newer) on the PATH"
   need "zlib's library libz.so (Debian: zlib1g-dev)"
 if [ -n "$kokkos" ]; then
   [ -x "$kokkos/bin/nvcc_wrapper" ] || need "$kokkos/bin/nvcc_wrapper (not a CUDA Kokkos install?)"
+  ls "$kokkos"/lib*/libkokkoscore.so >/dev/null 2>&1 ||
+    need "a shared Kokkos (libkokkoscore.so in $kokkos/lib*; build it with -DBUILD_SHARED_LIBS=ON)"
   command -v nvcc >/dev/null || need "nvcc on the PATH (export PATH=/usr/local/cuda/bin:\$PATH)"
   # Kokkos records the CUDA toolkit it was built with; a machine where those paths are absent
   # fails at configure or link time with a message that does not say so.
   for f in "$kokkos"/lib*/cmake/Kokkos/Kokkos*.cmake; do
     [ -f "$f" ] || continue
-    grep -oE '/[^ ";$]*cuda[^ ";$]*' "$f" | sort -u | while read -r p; do
-      [ -e "$p" ] || echo "the CUDA path $p recorded in $(basename "$f")"
-    done
+    grep -oE '(^|[ "(])/[^ ";$()]*(cuda|nvcc)[^ ";$()]*' "$f" | sed 's/^[ "(]//' | sort -u |
+      while read -r p; do
+        [ -e "$p" ] || echo "the CUDA path $p recorded in $(basename "$f")"
+      done
   done >"$out/kokkos_paths.txt"
   while read -r line; do need "$line"; done <"$out/kokkos_paths.txt"
   rm -f "$out/kokkos_paths.txt"
