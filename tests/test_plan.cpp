@@ -1,6 +1,7 @@
 // The GPU's plans fit a GPU block's scratch for every shape, and the team selection keeps
 // exactly what the one-thread candidate buffer keeps.
 
+#include <fastknn/backends/device_memory.hpp>
 #include <fastknn/backends/tile_traits.hpp>
 #include <fastknn/detail/plan.hpp>
 #include <fastknn/detail/team_select.hpp>
@@ -50,19 +51,19 @@ TEST_CASE("the GPU traits' plans keep every team's scratch within a CUDA block",
             {
               SearchOptions opt;
               opt.workspace_bytes = big_budget ? std::size_t(16) << 30 : std::size_t(64) << 20;
-              auto const plan = detail::make_plan(n, q, d, d, k, opt, value_size,
-                                                  detail::team_shape<Gpu>(teams));
-              INFO("N=" << n << " Q=" << q << " D=" << d << " k=" << k << " value "
-                        << value_size << " budget " << opt.workspace_bytes << ": chunk "
-                        << plan.chunk << ", scratch " << plan.preselect_scratch << " / "
+              auto const plan =
+                  detail::make_plan(n, q, d, d, k, opt, value_size, detail::team_shape<Gpu>(teams));
+              INFO("N=" << n << " Q=" << q << " D=" << d << " k=" << k << " value " << value_size
+                        << " budget " << opt.workspace_bytes << ": chunk " << plan.chunk
+                        << ", scratch " << plan.preselect_scratch << " / "
                         << plan.exact_scan_scratch);
               CHECK(plan.preselect_scratch <= Gpu::team_scratch_bytes);
               CHECK(plan.exact_scan_scratch <= Gpu::team_scratch_bytes);
               // What the pre-selection launch asks for: the block's scores against a chunk and
               // the selection's scratch.
               CHECK(detail::preselect_scratch_bytes(Gpu::query_block * Gpu::team_query_blocks,
-                                                    plan.chunk, Gpu::team_size, value_size) <=
-                    Gpu::team_scratch_bytes);
+                                                    plan.chunk, Gpu::team_size,
+                                                    value_size) <= Gpu::team_scratch_bytes);
               CHECK(plan.chunk >= std::size_t(Gpu::database_block));
               CHECK(plan.chunk % Gpu::database_block == 0);
               CHECK(!plan.stream);
@@ -110,32 +111,32 @@ std::vector<std::pair<T, index_type>> run_team(std::vector<T> const &values, int
   Kokkos::View<T, Kokkos::HostSpace> thr("threshold");
   std::copy(values.begin(), values.end(), scores.data());
   Kokkos::TeamPolicy<Space> policy(Space(), 1, team_size);
-  policy.set_scratch_size(
-      0, Kokkos::PerTeam(detail::team_select_scratch_bytes(team_size, sizeof(T))));
+  policy.set_scratch_size(0,
+                          Kokkos::PerTeam(detail::team_select_scratch_bytes(team_size, sizeof(T))));
   using Member = typename Kokkos::TeamPolicy<Space>::member_type;
-  Kokkos::parallel_for(
-      policy,
-      [=](Member const &team)
-      {
-        auto const s = detail::TeamSelectScratch<T>::take(team, 0);
-        detail::TeamBuffer<T> buf{val.data(), idx.data(), 0,
-                                  Kokkos::Experimental::infinity_v<T>, kept,
-                                  detail::candidate_capacity(kept)};
-        // Offered in runs of 37 rows, as chunks arrive.
-        for (std::size_t r0 = 0; r0 < n; r0 += 37)
-        {
-          std::size_t const rows = std::min<std::size_t>(37, n - r0);
-          detail::team_offer(team, s, buf, rows, index_type(r0),
-                             ScoreAt<decltype(scores)>{scores, r0}, ~std::size_t(0));
-        }
-        detail::team_trim(team, s, buf);
-        Kokkos::single(Kokkos::PerTeam(team),
-                       [&]()
+  Kokkos::parallel_for(policy,
+                       [=](Member const &team)
                        {
-                         count() = buf.count;
-                         thr() = buf.threshold;
+                         auto const s = detail::TeamSelectScratch<T>::take(team, 0);
+                         detail::TeamBuffer<T> buf{val.data(), idx.data(),
+                                                   0,          Kokkos::Experimental::infinity_v<T>,
+                                                   kept,       detail::candidate_capacity(kept)};
+                         // Offered in runs of 37 rows, as chunks arrive.
+                         for (std::size_t r0 = 0; r0 < n; r0 += 37)
+                         {
+                           std::size_t const rows = std::min<std::size_t>(37, n - r0);
+                           detail::team_offer(team, s, buf, rows, index_type(r0),
+                                              ScoreAt<decltype(scores)>{scores, r0},
+                                              ~std::size_t(0));
+                         }
+                         detail::team_trim(team, s, buf);
+                         Kokkos::single(Kokkos::PerTeam(team),
+                                        [&]()
+                                        {
+                                          count() = buf.count;
+                                          thr() = buf.threshold;
+                                        });
                        });
-      });
   Kokkos::fence();
   threshold = thr();
   std::vector<std::pair<T, index_type>> out;
@@ -199,8 +200,8 @@ TEST_CASE("plans at N ~ 2^31, D = 128, k ~ 2^30: candidate counts never wrap", "
   opt.workspace_bytes = std::size_t(1) << 62;
   std::size_t const n = (std::size_t(1) << 31) - 2, d = 128;
   long long const k = 1LL << 30;
-  for (auto const &shape : {detail::team_shape<Gpu>(64),
-                            detail::team_shape<backends::TileTraits<void>>(2)})
+  for (auto const &shape :
+       {detail::team_shape<Gpu>(64), detail::team_shape<backends::TileTraits<void>>(2)})
   {
     auto const plan = detail::make_plan(n, 1, d, d, k, opt, sizeof(float), shape);
     INFO("team size " << shape.team_size << ", kept " << plan.kept);
@@ -210,8 +211,8 @@ TEST_CASE("plans at N ~ 2^31, D = 128, k ~ 2^30: candidate counts never wrap", "
     CHECK(capacity <= std::numeric_limits<int>::max() - 64);
     CHECK(detail::candidate_buffer_width(plan.kept) == std::size_t(capacity) + 64);
     // The plan's workspace holds the query's buffer of that width (value and index per slot).
-    CHECK(plan.workspace >= detail::candidate_buffer_width(plan.kept) *
-                                (sizeof(float) + sizeof(index_type)));
+    CHECK(plan.workspace >=
+          detail::candidate_buffer_width(plan.kept) * (sizeof(float) + sizeof(index_type)));
     CHECK(plan.n * plan.d > (std::size_t(1) << 31)); // N x D in 64 bits as well
   }
   // k = N - 1 at that N keeps more than a buffer can count: refused with the fix, not wrapped.
@@ -229,4 +230,29 @@ TEST_CASE("plans at N ~ 2^31, D = 128, k ~ 2^30: candidate counts never wrap", "
   CHECK(detail::candidate_capacity(40) == 80);
   CHECK(detail::candidate_capacity(1 << 29) == 1 << 30);
   CHECK(detail::candidate_capacity(1 << 30) == std::numeric_limits<int>::max() - 64);
+}
+
+TEST_CASE("a device's default workspace grows to half its free memory; set values are kept",
+          "[plan]")
+{
+  std::size_t const dflt = SearchOptions::default_workspace_bytes;
+  std::size_t const gib = std::size_t(1) << 30;
+  CHECK(SearchOptions{}.workspace_bytes == dflt);
+  CHECK(detail::workspace_budget(dflt, 0) == dflt);            // host memory, or unknown
+  CHECK(detail::workspace_budget(dflt, 80 * gib) == 40 * gib); // an idle 80 GB GPU
+  CHECK(detail::workspace_budget(dflt, std::size_t(100) << 20) == dflt);    // never below the default
+  CHECK(detail::workspace_budget(gib, 80 * gib) == gib);       // the caller's own bound
+  CHECK(detail::workspace_budget(std::size_t(64) << 20, 80 * gib) == std::size_t(64) << 20);
+  // The host spaces report nothing: their plans keep the default (docs/design.md).
+  CHECK(backends::free_device_bytes(Kokkos::DefaultHostExecutionSpace{}) == 0);
+  // With 40 GiB, k = 4096 on Fashion-MNIST-sized input plans every query in one tile.
+  SearchOptions opt;
+  opt.workspace_bytes = detail::workspace_budget(dflt, 80 * gib);
+  auto const plan = detail::make_plan(60000, 10000, 784, 784, 4096, opt, sizeof(float),
+                                      detail::team_shape<Gpu>(2 * 132 * 2048 / Gpu::team_size));
+  CHECK(plan.query_tile >= 10000);
+  SearchOptions small;
+  auto const tiled = detail::make_plan(60000, 10000, 784, 784, 4096, small, sizeof(float),
+                                       detail::team_shape<Gpu>(2 * 132 * 2048 / Gpu::team_size));
+  CHECK(tiled.query_tile < 10000); // what the 512 MiB default gave a GPU before
 }

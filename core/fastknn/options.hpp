@@ -132,7 +132,11 @@ struct SearchOptions
   /// other rows are exact duplicates of it). Requires Q == N and k <= N-1.
   bool exclude_self = false;
   /// Upper bound in bytes on the scratch memory one search allocates besides inputs and outputs.
-  std::size_t workspace_bytes = std::size_t(512) << 20;
+  /// Left at the default (512 MiB) on a device whose free memory the backend reports (CUDA), the
+  /// bound becomes half of that free memory (never less than the default), so that large k and
+  /// many queries fill the GPU instead of running in many small tiles; any other value is kept.
+  std::size_t workspace_bytes = default_workspace_bytes;
+  static constexpr std::size_t default_workspace_bytes = std::size_t(512) << 20;
   /// Name the first row with a NaN/Inf value in the error. Non-finite values are refused either
   /// way (the pass over the data that finds them is one every search needs); false gives a
   /// shorter message and saves nothing, and is kept for existing code.

@@ -131,6 +131,15 @@ TeamShape team_shape(std::size_t teams_wanted)
           .rerank_query_bytes = Traits::rerank_query_bytes};
 }
 
+/// The workspace bound a search plans with: the caller's, or, left at the default on a device
+/// with `free_device` bytes free (0: unknown or host memory), half of them (at least the default).
+inline std::size_t workspace_budget(std::size_t requested, std::size_t free_device)
+{
+  if (requested != SearchOptions::default_workspace_bytes || free_device == 0)
+    return requested;
+  return std::max(requested, free_device / 2);
+}
+
 /// Validates the database's shape (what an Index needs before any query arrives).
 inline void check_database_shape(std::size_t n, std::size_t d)
 {

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <type_traits>
 
+#include <fastknn/backends/device_memory.hpp>
 #include <fastknn/backends/tile_traits.hpp>
 #include <fastknn/detail/pipeline.hpp>
 #include <fastknn/detail/plan.hpp>
@@ -206,7 +207,11 @@ Plan plan_for(ExecSpace const &space, std::size_t n, std::size_t q, std::size_t 
   using Policy = Kokkos::TeamPolicy<ExecSpace>;
   shape.team_scratch_limit = std::min<std::size_t>(
       shape.team_scratch_limit, std::size_t(Policy::scratch_size_max(Traits::scratch_level)));
-  return make_plan(n, q, d, d_queries, k, options, sizeof(T), shape);
+  // On a device, a default budget grows to what the device has free (backends/device_memory.hpp).
+  SearchOptions budgeted = options;
+  budgeted.workspace_bytes =
+      workspace_budget(options.workspace_bytes, backends::free_device_bytes(space));
+  return make_plan(n, q, d, d_queries, k, budgeted, sizeof(T), shape);
 }
 
 /// The Error for a failed allocation of a search's workspace or outputs: what failed and what to
