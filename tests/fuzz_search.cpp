@@ -269,14 +269,10 @@ void run_case(Case const &c)
         finding(c, where + ": value " + std::to_string(double(value)) + ", specified " +
                        std::to_string(double(want_value)) + " (bit for bit)");
       // The specification against the mathematics.
-      double const internal = spec_score(c.metric, qi, &x[std::size_t(want) * c.d], c.d);
-      double const spec = c.metric == Metric::L2             ? std::sqrt(internal)
-                          : fastknn::is_similarity(c.metric) ? -internal
-                                                             : internal;
-      auto const t = fastknn::test::truth(c.metric, qi, &x[std::size_t(want) * c.d], c.d);
-      if (!(std::fabs((long double)spec - t.value) <= t.bound))
-        finding(c, where + ": specified value " + std::to_string(spec) + " off the truth " +
-                       std::to_string(double(t.value)) + " by more than its rounding bound");
+      auto const s = fastknn::test::check_spec(c.metric, qi, &x[std::size_t(want) * c.d], c.d);
+      if (!s.ok)
+        finding(c, where + ": specified value " + std::to_string(s.spec) + " off the truth " +
+                       std::to_string(double(s.truth.value)) + " by more than its rounding bound");
       ++counts.checked_ranks;
     }
   }

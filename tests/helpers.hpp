@@ -140,18 +140,13 @@ Comparison compare_with_reference(HostResult<T> const &r, std::vector<T> const &
       }
       // The specification against the mathematics: the specified double (before its rounding
       // to T) within its rounding bound of the long double truth.
-      T const *row = x.data() + std::size_t(want) * d;
-      double const internal = spec_score(opt.metric, qi, row, d);
-      double const spec = opt.metric == Metric::L2    ? std::sqrt(internal)
-                          : is_similarity(opt.metric) ? -internal
-                                                      : internal;
-      Truth const t = truth(opt.metric, qi, row, d);
-      if (!(fabsl((long double)spec - t.value) <= t.bound))
+      SpecCheck const s = check_spec(opt.metric, qi, x.data() + std::size_t(want) * d, d);
+      if (!s.ok)
       {
         ++c.bad_value;
         note(i, j,
-             "specified value " + text(spec) + " off the truth " + text(double(t.value)) +
-                 " by more than its bound " + text(double(t.bound)));
+             "specified value " + text(s.spec) + " off the truth " + text(double(s.truth.value)) +
+                 " by more than its bound " + text(double(s.truth.bound)));
       }
     }
   }

@@ -139,4 +139,25 @@ Truth truth(Metric metric, E const *a, E const *b, std::size_t d)
   return {0, 0};
 }
 
+/// The specification against the mathematics for rows a and b: the specified value in the
+/// reported units, in double (before its rounding to the output type), the truth, and whether
+/// the first lies within its rounding bound of the second.
+struct SpecCheck
+{
+  double spec;
+  Truth truth;
+  bool ok;
+};
+
+template <class E>
+SpecCheck check_spec(Metric metric, E const *a, E const *b, std::size_t d)
+{
+  double const internal = spec_score(metric, a, b, d);
+  double const spec = metric == Metric::L2    ? std::sqrt(internal)
+                      : is_similarity(metric) ? -internal
+                                              : internal;
+  Truth const t = truth(metric, a, b, d);
+  return {spec, t, fabsl((long double)spec - t.value) <= t.bound};
+}
+
 } // namespace fastknn::test
