@@ -31,10 +31,14 @@ constexpr std::size_t cuda_block_shared = 48 * 1024;
 TEST_CASE("the GPU traits' plans keep every team's scratch within a CUDA block", "[plan]")
 {
   static_assert(Gpu::team_scratch_bytes + 8 * 1024 + 16 <= cuda_block_shared);
-  // Per-thread arrays of the team path: the register block's accumulators only.
-  static_assert(Gpu::query_block * Gpu::database_block <= 16);
-  // A team's queries fill whole warps' worth of (block, panel) pairs.
+  // Per-thread arrays of the block tile: a 4 x 8 micro-tile of accumulators and its operands.
+  using Tile = backends::BlockTileShape<Gpu::query_block, Gpu::database_block,
+                                        Gpu::team_query_threads,
+                                        Gpu::team_size / Gpu::team_query_threads>;
+  static_assert(Tile::threads == Gpu::team_size && Tile::tm == 4 && Tile::tn == 8);
   static_assert(Gpu::team_query_blocks * Gpu::query_block == 32);
+  // A slice of 16 floats per row: 8 KiB of the column tile, read as whole lines.
+  static_assert(Gpu::stage_row_bytes / sizeof(float) == 16);
   // Two teams per thread slot of an H200 (132 SMs x 2048 threads), as search_impl asks.
   std::size_t const teams = 2 * 132 * 2048 / std::size_t(Gpu::team_size);
   std::vector<std::size_t> const sizes{1, 3, 128, 784, 4096};
@@ -59,11 +63,12 @@ TEST_CASE("the GPU traits' plans keep every team's scratch within a CUDA block",
                         << plan.exact_scan_scratch);
               CHECK(plan.preselect_scratch <= Gpu::team_scratch_bytes);
               CHECK(plan.exact_scan_scratch <= Gpu::team_scratch_bytes);
-              // What the pre-selection launch asks for: the block's scores against a chunk and
-              // the selection's scratch.
-              CHECK(detail::preselect_scratch_bytes(Gpu::query_block * Gpu::team_query_blocks,
-                                                    plan.chunk, Gpu::team_size,
-                                                    value_size) <= Gpu::team_scratch_bytes);
+              // What the pre-selection launch asks for: the tile's staging (or a slab's
+              // scores), the counts and the selection's scratch, whatever the chunk.
+              CHECK(plan.preselect_scratch ==
+                    detail::block_tile_scratch_bytes(Gpu::query_block, Gpu::database_block,
+                                                     Gpu::stage_row_bytes, Gpu::team_size,
+                                                     value_size));
               CHECK(plan.chunk >= std::size_t(Gpu::database_block));
               CHECK(plan.chunk % Gpu::database_block == 0);
               CHECK(!plan.stream);
@@ -75,13 +80,17 @@ TEST_CASE("the GPU traits' plans keep every team's scratch within a CUDA block",
 
 TEST_CASE("a double search over 1,500 rows was planned past the GPU's scratch", "[plan]")
 {
-  // The case the old traits failed: 4 queries x 2048 doubles = 64 KiB of scores per team.
+  // The case the old traits failed: 4 queries x 2048 doubles = 64 KiB of scores per team. The
+  // block tile holds the scores of one slab (32 queries x 64 doubles = 16 KiB) at a time.
   SearchOptions opt;
   auto const plan =
       detail::make_plan(1500, 40, 16, 16, 5, opt, sizeof(double), detail::team_shape<Gpu>(64));
-  CHECK(plan.chunk * Gpu::query_block * Gpu::team_query_blocks * sizeof(double) <
-        Gpu::team_scratch_bytes);
+  CHECK(std::size_t(Gpu::query_block) *
+            backends::block_slab_columns(Gpu::database_block, sizeof(double)) * sizeof(double) <=
+        backends::block_area_bytes(Gpu::query_block, Gpu::database_block, Gpu::stage_row_bytes,
+                                   sizeof(double)));
   CHECK(plan.preselect_scratch <= Gpu::team_scratch_bytes);
+  CHECK(plan.chunk % Gpu::database_block == 0);
 }
 
 namespace

@@ -71,6 +71,11 @@ struct TileTraits
   /// Queries re-scored together by database row: their rows should stay in cache while the
   /// database streams past. 0: the whole query tile.
   static constexpr std::size_t rerank_query_bytes = 0;
+  /// Block-tiled pre-selection (backends/block_tile.hpp): bytes per query and per database row
+  /// of a depth slice staged in scratch; 0: not tiled (each thread reads its register block's
+  /// panels itself). Tiled teams split into team_query_threads x (team_size / it) threads.
+  static constexpr std::size_t stage_row_bytes = 0;
+  static constexpr int team_query_threads = 1;
   /// The instruction set the kernels are shaped for, for reports.
   static constexpr char const *isa = "generic";
 };
@@ -89,24 +94,26 @@ constexpr int cpu_database_block(HostIsa isa)
 }
 
 /// The GPU's shape, defined on every build so that the host can plan with it (tests prove its
-/// scratch fits) and run it (FASTKNN_GPU_SHAPED_HOST below). A 4 x 4 block per thread keeps
-/// registers low enough for full occupancy; a team of 128 threads scores 8 query blocks (32
-/// queries) against its chunk, so each database row comes from L2 once per 32 queries instead of
-/// once per 4 (the 4-query team needed ~470 GB of L2 reads for Fashion-MNIST, ~47 ms at
-/// 10 TB/s; 32 queries: ~59 GB), and selects together (detail/team_select.hpp).
+/// scratch fits) and run it (FASTKNN_GPU_SHAPED_HOST below). Block-tiled (block_tile.hpp): a
+/// team of 128 threads scores a block of 32 queries against column tiles of 128 database rows,
+/// depth slices of both staged in shared memory (64 bytes a row: 16 floats, 8 doubles or 64
+/// bytes of the integer path), each thread a 4 x 8 register micro-tile (8 x 16 threads). Each
+/// database row comes from global memory once per 32 queries, as whole 8 KiB slices.
 struct GpuTileTraits
 {
-  static constexpr int query_block = 4;
-  static constexpr int database_block = 4;
+  static constexpr int query_block = 32;
+  static constexpr int database_block = 128;
   static constexpr int chunk_bytes = 4 * 1024 * 1024;
   static constexpr int max_chunk_rows = 2048;
   static constexpr int team_size = 128;
-  static constexpr int team_query_blocks = 8;
+  static constexpr int team_query_blocks = 1;
+  static constexpr std::size_t stage_row_bytes = 64;
+  static constexpr int team_query_threads = 8;
   static constexpr int scratch_level = 0; // shared memory
   /// Kokkos gives a CUDA block sharedMemPerBlock (48 KiB) less ~8 KiB it reserves for team
   /// reductions; 32 KiB leaves that and is also the host backends' level-0 limit, so the same
-  /// plans run on the CPU (the GPU-shaped tests): at most 236 rows per chunk for float, 116 for
-  /// double (32 queries' scores each).
+  /// plans run on the CPU (the GPU-shaped tests). A tile takes ~23 KiB: 20 KiB of staging
+  /// (reused for a slab's scores: 32 x 128 floats or 32 x 64 doubles) and the selection's.
   static constexpr std::size_t team_scratch_bytes = 32 * 1024;
   static constexpr int depth_block = 1 << 30;
   static constexpr bool select_in_registers =
@@ -131,6 +138,9 @@ template <>
 struct TileTraits<Kokkos::OpenMP> : GpuTileTraits
 {
   static constexpr int team_size = FASTKNN_GPU_SHAPED_HOST;
+  // The tile's 32 x 128 split over the team: 2 x 2 threads of 16 x 64 for teams of 4, 2 x 4 of
+  // 16 x 32 for 8.
+  static constexpr int team_query_threads = FASTKNN_GPU_SHAPED_HOST >= 2 ? 2 : 1;
   static constexpr char const *isa = "gpu-shaped";
 };
 #elif defined(KOKKOS_ENABLE_OPENMP)
@@ -171,6 +181,8 @@ struct TileTraits<Kokkos::OpenMP>
   // Measured (float path, Fashion-MNIST k = 1024, interleaved): 975-1027 ms of re-scoring
   // against 1048-1328 ms with 768 KiB.
   static constexpr std::size_t rerank_query_bytes = FASTKNN_OPENMP_RERANK_BYTES;
+  static constexpr std::size_t stage_row_bytes = 0; // register blocks read the packed panels
+  static constexpr int team_query_threads = 1;
 #ifdef FASTKNN_ISA_NAME // the compiled library's module names its variant (avx512 vs avx512vnni)
   static constexpr char const *isa = FASTKNN_ISA_NAME;
 #else

@@ -87,8 +87,9 @@ void preselect_tile(Ctx &c, std::size_t q0, std::size_t q_rows, ProgressReporter
   constexpr int QB = Traits::team_query_blocks;
   static_assert(QB == 1 || (Traits::depth_block >= (1 << 30) && !Traits::select_in_registers),
                 "query-block groups score the whole depth in one pass, through scratch");
-  using Kernel = ChunkKernel<M, MR, NR, Traits::depth_block, Traits::scratch_level, QB, ExecSpace,
-                             T, P, XV, decltype(x_shift)>;
+  using Kernel = ChunkKernel<M, MR, NR, Traits::depth_block, Traits::scratch_level, QB,
+                             int(Traits::stage_row_bytes), Traits::team_query_threads,
+                             Traits::team_size, ExecSpace, T, P, XV, decltype(x_shift)>;
   for (std::size_t x0 = 0; x0 < n; x0 += plan.db_tile)
   {
     std::size_t const tile_rows = c.schedule.tile_rows_at(x0);
@@ -101,8 +102,11 @@ void preselect_tile(Ctx &c, std::size_t q0, std::size_t q_rows, ProgressReporter
     std::size_t const launch = c.schedule.launch;
     // The block's scores and, for teams of several threads, the selection's scratch (the plan
     // kept the float chunk's total within the space's limit).
-    std::size_t const score_bytes = preselect_scratch_bytes(std::size_t(QB) * MR, launch,
-                                                            Traits::team_size, sizeof(T));
+    std::size_t const score_bytes =
+        Traits::stage_row_bytes > 0
+            ? block_tile_scratch_bytes(MR, NR, Traits::stage_row_bytes, Traits::team_size,
+                                       sizeof(T))
+            : preselect_scratch_bytes(std::size_t(QB) * MR, launch, Traits::team_size, sizeof(T));
     std::size_t const chunk_bytes = plan.stream ? launch * c.dp * sizeof(typename P::x_type) : 0;
     ChunkGeometry geometry{.dp = c.dp,
                            .d_real = plan.d,
@@ -143,12 +147,69 @@ void preselect_tile(Ctx &c, std::size_t q0, std::size_t q_rows, ProgressReporter
   }
 }
 
+/// merge_segments for teams of many threads (the GPU's traits): one team per query copies its
+/// segment buffers behind the first (each copy in steps no longer than the gap between where it
+/// reads and where it writes, so no thread overwrites a pair another has still to read) and cuts
+/// them with the team radix select. The buffers were filled by team_offer, whose appends and cuts
+/// keep row order, so the concatenation is in index order and the select's ties by position are
+/// ties by index: the same pairs as keep_smallest keeps.
+template <class Traits, class ExecSpace, class T, class MS>
+void merge_segments_by_team(ExecSpace const &space, CandidateLists<T, MS> const &lists,
+                            std::size_t q_rows, int segs, int kept)
+{
+  using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  using Member = typename Policy::member_type;
+  constexpr int level = Traits::scratch_level;
+  int const team_size = team_size_on<Traits>(space);
+  Policy policy(space, static_cast<int>(q_rows), team_size);
+  policy.set_scratch_size(level,
+                          Kokkos::PerTeam(team_select_scratch_bytes(team_size, sizeof(T))));
+  std::size_t const width = lists.cand_val.extent(1);
+  Kokkos::parallel_for(
+      "fastknn::search::merge_segments", policy, KOKKOS_LAMBDA(Member const &team) {
+        auto const select = TeamSelectScratch<T>::take(team, level);
+        std::size_t const b = std::size_t(team.league_rank()) * std::size_t(segs);
+        T *val = &lists.cand_val(b, 0);
+        index_type *idx = &lists.cand_idx(b, 0);
+        std::size_t total = std::size_t(lists.cand_count(b));
+        for (int s = 1; s < segs; ++s)
+        {
+          std::size_t const c = std::size_t(lists.cand_count(b + s));
+          // Segment s starts at s x width in the same rows; total < s x width (each buffer ends
+          // below its width), and a step of at most the gap writes only below what it reads.
+          std::size_t const from = std::size_t(s) * width, gap = from - total;
+          for (std::size_t j0 = 0; j0 < c; j0 += gap)
+          {
+            std::size_t const step = c - j0 < gap ? c - j0 : gap;
+            Kokkos::parallel_for(Kokkos::TeamThreadRange(team, step),
+                                 [&](std::size_t j)
+                                 {
+                                   val[total + j0 + j] = val[from + j0 + j];
+                                   idx[total + j0 + j] = idx[from + j0 + j];
+                                 });
+            team.team_barrier();
+          }
+          total += c;
+        }
+        int count = static_cast<int>(total);
+        if (count > kept)
+        {
+          (void)team_keep_smallest(team, select, val, idx, count, kept);
+          count = kept;
+        }
+        Kokkos::single(Kokkos::PerTeam(team), [&]() { lists.cand_count(b) = count; });
+      });
+}
+
 /// Each query's segment buffers into its first one: compact, then keep the best `kept`. Every
 /// discarded candidate scored at least the kept ones, as the bound assumes.
-template <class ExecSpace, class T, class MS>
+template <class Traits, class ExecSpace, class T, class MS>
 void merge_segments(ExecSpace const &space, CandidateLists<T, MS> const &lists, std::size_t q_rows,
                     int segs, int kept)
 {
+  if constexpr (Traits::team_size > 1)
+    if (team_size_on<Traits>(space) > 1)
+      return merge_segments_by_team<Traits>(space, lists, q_rows, segs, kept);
   Kokkos::parallel_for(
       "fastknn::search::merge_segments",
       Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::size_t>>(space, 0, q_rows),
@@ -398,7 +459,7 @@ std::size_t run_tiles(ExecSpace const &space, XV const &database, QV const &quer
     std::size_t const q_rows = q0 + plan.query_tile <= q ? plan.query_tile : q - q0;
     preselect_tile<M>(c, q0, q_rows, progress, chunks_done, total_chunks, packs);
     if (plan.segments > 1)
-      merge_segments(space, ws.lists, q_rows, plan.segments, plan.kept);
+      merge_segments<Traits>(space, ws.lists, q_rows, plan.segments, plan.kept);
     int const unproven = rerank_tile<M>(c, q0, q_rows, rescored);
     fallbacks += std::size_t(unproven);
     if (unproven > 0)

@@ -8,6 +8,7 @@
 #include <limits>
 #include <string>
 
+#include <fastknn/backends/block_tile.hpp>
 #include <fastknn/error.hpp>
 #include <fastknn/options.hpp>
 
@@ -77,6 +78,16 @@ inline std::size_t preselect_scratch_bytes(std::size_t queries, std::size_t rows
          team_select_scratch_bytes(team_size, value_size);
 }
 
+/// Team scratch of a block-tiled pre-selection launch (backends/block_tile.hpp): the staging
+/// area (two depth slices of the query block and the column tile, or a slab's scores), two
+/// counts per query, and the selection's. The same for every chunk length.
+inline std::size_t block_tile_scratch_bytes(int mr, int nr, std::size_t slice_row_bytes,
+                                            int team_size, std::size_t value_size)
+{
+  return backends::block_area_bytes(mr, nr, slice_row_bytes, value_size) + 64 +
+         2 * std::size_t(mr) * sizeof(int) + 64 + team_select_scratch_bytes(team_size, value_size);
+}
+
 /// Everything the search needs to know about sizes, decided once on the host.
 struct Plan
 {
@@ -113,6 +124,9 @@ struct TeamShape
   std::size_t stream_query_bytes = 0; // see backends::TileTraits
   std::size_t rerank_query_bytes = 0; // see backends::TileTraits
   bool integer_path = false;          // the exact 8-bit pre-selection can run (detail::tile_shape)
+  // Block-tiled pre-selection (the GPU's): bytes per query and per database row of a staged
+  // depth slice; 0: scores of the whole chunk in scratch (preselect_scratch_bytes).
+  std::size_t stage_row_bytes = 0;
 };
 
 /// The shape a tile-traits type (backends/tile_traits.hpp) describes.
@@ -128,7 +142,8 @@ TeamShape team_shape(std::size_t teams_wanted)
           .team_scratch_limit = Traits::team_scratch_bytes,
           .teams_wanted = teams_wanted,
           .stream_query_bytes = Traits::stream_query_bytes,
-          .rerank_query_bytes = Traits::rerank_query_bytes};
+          .rerank_query_bytes = Traits::rerank_query_bytes,
+          .stage_row_bytes = Traits::stage_row_bytes};
 }
 
 /// The workspace bound a search plans with: the caller's, or, left at the default on a device
@@ -195,11 +210,24 @@ inline std::size_t fit_team_scratch(Plan &p, TeamShape const &shape, std::size_t
   std::size_t const select_bytes = team_select_scratch_bytes(shape.team_size, value_size);
   p.exact_scan_scratch =
       std::size_t(shape.team_size) * exact_scan_rows_per_thread * value_size + 64 + select_bytes;
-  require(p.exact_scan_scratch + std::size_t(p.mr) * p.nr * value_size <= shape.team_scratch_limit,
+  std::size_t const least_scores =
+      shape.stage_row_bytes > 0 ? 0 : std::size_t(p.mr) * p.nr * value_size;
+  require(p.exact_scan_scratch + least_scores <= shape.team_scratch_limit,
           "the execution space's team scratch (" + std::to_string(shape.team_scratch_limit) +
               " bytes) is too small for teams of " + std::to_string(shape.team_size) +
               " threads; report this with the backend's name");
   std::size_t const queries = std::size_t(p.mr) * std::size_t(shape.team_query_blocks);
+  if (shape.stage_row_bytes > 0)
+  {
+    // Block-tiled: the scratch does not grow with the chunk.
+    p.preselect_scratch = block_tile_scratch_bytes(p.mr, p.nr, shape.stage_row_bytes,
+                                                   shape.team_size, value_size);
+    require(p.preselect_scratch <= shape.team_scratch_limit,
+            "the execution space's team scratch (" + std::to_string(shape.team_scratch_limit) +
+                " bytes) is too small for a block tile of " + std::to_string(p.mr) + " x " +
+                std::to_string(p.nr) + "; report this with the backend's name");
+    return queries;
+  }
   std::size_t const fixed = preselect_scratch_bytes(queries, 0, shape.team_size, value_size);
   require(fixed + queries * p.nr * value_size <= shape.team_scratch_limit,
           "the execution space's team scratch (" + std::to_string(shape.team_scratch_limit) +
@@ -309,7 +337,7 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
   // Streaming pays when the queries are few enough to be swept against each chunk from cache;
   // measured on 2 cores: 10^2 and 10^3 Fashion-MNIST queries 15-40 % faster, 10^4 slower.
   bool const small_queries = p.query_tile * row_bytes <= stream_query_bytes;
-  if (stream_query_bytes > 0 && (blocks < teams_wanted || small_queries) && chunks_total > 1 &&
+  if (stream_query_bytes > 0 && shape.stage_row_bytes == 0 && (blocks < teams_wanted || small_queries) && chunks_total > 1 &&
       p.query_tile >= q)
   {
     // Streaming: no packed copy of the database; each team packs its chunks into its own
@@ -326,8 +354,9 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
       p.db_tile = round_up(n, p.chunk);
       p.workspace = base + s * per_team;
       p.rerank_tile = rerank_tile(p);
-      p.preselect_scratch =
-          preselect_scratch_bytes(team_queries, p.chunk, shape.team_size, value_size);
+      if (shape.stage_row_bytes == 0)
+        p.preselect_scratch =
+            preselect_scratch_bytes(team_queries, p.chunk, shape.team_size, value_size);
       return p;
     }
   }
@@ -341,7 +370,9 @@ inline Plan make_plan(std::size_t n, std::size_t q, std::size_t d, std::size_t d
     p.workspace += (p.segments - 1) * per_segment;
   }
   p.rerank_tile = rerank_tile(p);
-  p.preselect_scratch = preselect_scratch_bytes(team_queries, p.chunk, shape.team_size, value_size);
+  if (shape.stage_row_bytes == 0)
+    p.preselect_scratch =
+        preselect_scratch_bytes(team_queries, p.chunk, shape.team_size, value_size);
   return p;
 }
 

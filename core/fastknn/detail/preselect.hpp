@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include <fastknn/backends/block_tile.hpp>
 #include <fastknn/backends/host_preselect.hpp>
 #include <fastknn/backends/tile_traits.hpp>
 #include <fastknn/detail/candidate_buffer.hpp>
@@ -56,8 +57,8 @@ struct ChunkGeometry
 /// scores to the queries' candidate buffers. Generic path: scores go through team scratch so
 /// that the team's threads can split the chunk. In-register path (one thread per team, no depth
 /// blocking): each register block is compared with the MR thresholds while still in registers.
-template <Metric M, int MR, int NR, int KC, int Level, int QB, class ExecSpace, class T, class P,
-          class XV, class Shift>
+template <Metric M, int MR, int NR, int KC, int Level, int QB, int StageRowBytes, int TQ, int TT,
+          class ExecSpace, class T, class P, class XV, class Shift>
 struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
                      CandidateLists<T, typename ExecSpace::memory_space>,
                      ChunkGeometry
@@ -86,6 +87,11 @@ struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
   using Packed::packed_q, Packed::packed_x, Packed::q_aux, Packed::x_aux;
   XV database;
   Shift shift;
+  /// Block-tiled (the GPU's traits, backends/block_tile.hpp): slices of KS coordinates staged
+  /// for TT threads in TQ x (TT / TQ).
+  static constexpr bool tiled = StageRowBytes > 0;
+  using Q = typename P::q_type;
+  static constexpr int KS = tiled ? StageRowBytes / int(sizeof(X)) : 0;
   /// Streamed float pre-selections with at most this many queries score rows in place (with
   /// 16 the accumulators spill: measured 2.5x slower than the packed kernels).
   static constexpr int direct_queries = 8;
@@ -147,16 +153,22 @@ struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
 
   KOKKOS_FUNCTION void operator()(Member const &team) const
   {
-    if (stream)
-      return stream_run(team);
+    // (Block-tiled traits never stream, and their kernel holds no other path: a register block
+    // of MR x NR per thread would be a 16 KiB stack frame on a GPU.)
+    if constexpr (!tiled)
+      if (stream)
+        return stream_run(team);
     int const bi = team.league_rank() / segments, seg = team.league_rank() % segments;
     std::size_t const c0 = (std::size_t(seg) * seg_chunks + step) * launch;
     if (c0 >= tile_rows)
       return; // the last run may be shorter
     X const *xs = packed_x.data() + c0 / NR * dp * NR;
-    if constexpr (QB > 1)
-      return group_path(team, bi * QB, seg, c0, rows_at(c0), xs, take_scratch(team));
-    block(team, bi, seg, c0, rows_at(c0), xs, take_scratch(team));
+    if constexpr (tiled)
+      tiled_path(team, bi, seg, c0, rows_at(c0), xs);
+    else if constexpr (QB > 1)
+      group_path(team, bi * QB, seg, c0, rows_at(c0), xs, take_scratch(team));
+    else
+      block(team, bi, seg, c0, rows_at(c0), xs, take_scratch(team));
   }
 
   KOKKOS_FUNCTION void stream_run(Member const &team) const
@@ -302,6 +314,194 @@ struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
                        cand_count(b) = buf.count;
                        cand_threshold(b) = buf.threshold;
                      });
+    }
+  }
+
+  /// The block-tiled path's scratch: two staging buffers for each of the query block and the
+  /// column tile (the scores of a slab reuse them), two counts per query, the selection's.
+  struct TiledScratch
+  {
+    Q *q[2];
+    X *x[2];
+    T *scores;
+    int *passing;
+    TeamSelectScratch<T> select;
+  };
+  KOKKOS_INLINE_FUNCTION TiledScratch take_tiled_scratch(Member const &team) const
+  {
+    auto &s = team.team_scratch(Level);
+    constexpr std::size_t qb = backends::round_up_64(std::size_t(MR) * StageRowBytes);
+    constexpr std::size_t xb = backends::round_up_64(std::size_t(NR) * StageRowBytes);
+    char *area = static_cast<char *>(
+        s.get_shmem_aligned(backends::block_area_bytes(MR, NR, StageRowBytes, sizeof(T)), 64));
+    TiledScratch out;
+    out.q[0] = reinterpret_cast<Q *>(area);
+    out.x[0] = reinterpret_cast<X *>(area + qb);
+    out.q[1] = reinterpret_cast<Q *>(area + qb + xb);
+    out.x[1] = reinterpret_cast<X *>(area + 2 * qb + xb);
+    out.scores = reinterpret_cast<T *>(area);
+    out.passing = static_cast<int *>(s.get_shmem_aligned(2 * MR * sizeof(int), 64));
+    out.select = TeamSelectScratch<T>::take(team, Level);
+    return out;
+  }
+
+  /// Writes the micro-tile's scores in slab [w0, w0 + W) of the tile's columns to scratch and
+  /// counts, per query, those below its threshold (the threshold test of the epilogue: a query
+  /// with none is skipped by the selection).
+  template <class Tile, int W>
+  KOKKOS_INLINE_FUNCTION void write_slab(TiledScratch const &s,
+                                         Acc const (&acc)[Tile::tm][Tile::tn], int tq, int tx,
+                                         int w0, std::size_t tile_first, std::size_t q_first,
+                                         int seg, int *passing) const
+  {
+    for (int i = 0; i < Tile::tm; ++i)
+    {
+      int const qi = tq * Tile::tm + i;
+      std::size_t const ql = q_first + std::size_t(qi);
+      bool const real = ql < q_rows;
+      Aux const qa = real ? q_aux(q0 + ql) : Aux(0);
+      T const threshold = real ? cand_threshold(ql * segments + seg) : T(0);
+      int below = 0;
+      for (int c = 0; c < Tile::tn; ++c)
+      {
+        int const col = Tile::column(tx, c);
+        if (col < w0 || col >= w0 + W)
+          continue;
+        std::size_t const xg = tile_first + std::size_t(col);
+        Aux const xa = xg < n ? x_aux(xg) : Aux(0);
+        T const v = P::template score<M>(acc[i][c], qa, xa);
+        s.scores[std::size_t(qi) * W + std::size_t(col - w0)] = v;
+        below += real && xg < n && v < threshold && !(exclude_self && xg == q0 + ql);
+      }
+      if (below > 0)
+        Kokkos::atomic_add(&passing[qi], below);
+    }
+  }
+
+  /// The queries with a score below their threshold offer the slab's rows to their buffers,
+  /// with the whole team (team_offer). Ends with the team in step.
+  template <int W>
+  KOKKOS_INLINE_FUNCTION void offer_slab(Member const &team, TiledScratch const &s,
+                                         int const *passing, std::size_t first,
+                                         std::size_t q_first, int seg) const
+  {
+    std::size_t const valid = first >= n ? 0 : (n - first < std::size_t(W) ? n - first : W);
+    for (int qi = 0; qi < MR && valid > 0; ++qi)
+    {
+      std::size_t const ql = q_first + std::size_t(qi);
+      if (ql >= q_rows)
+        break;
+      if (passing[qi] == 0)
+        continue; // the same on every thread: no barrier skipped by some only
+      std::size_t const b = ql * segments + seg;
+      TeamBuffer<T> buf{&cand_val(b, 0), &cand_idx(b, 0), cand_count(b), cand_threshold(b),
+                        kept, candidate_capacity(kept)};
+      T const *row = s.scores + std::size_t(qi) * W;
+      team_offer(team, s.select, buf, valid, static_cast<index_type>(first),
+                 [&](std::size_t j) { return row[j]; },
+                 exclude_self ? q0 + ql : ~std::size_t(0));
+      team.team_barrier(); // every thread has read the count and threshold it started from
+      Kokkos::single(Kokkos::PerTeam(team),
+                     [&]()
+                     {
+                       cand_count(b) = buf.count;
+                       cand_threshold(b) = buf.threshold;
+                     });
+    }
+    team.team_barrier(); // the offers have read the scores and the counts
+  }
+
+  /// Block-tiled pre-selection of query block bi against the chunk, column tile by column tile
+  /// (backends/block_tile.hpp). A team of the traits' size keeps one micro-tile per thread in
+  /// registers over staged depth slices; a smaller team (an OpenMP instance with fewer threads)
+  /// lets each thread sum the micro-tiles of the missing ones from the packed blocks, in the
+  /// same order (the same bits).
+  KOKKOS_FUNCTION void tiled_path(Member const &team, int bi, int seg, std::size_t chunk0,
+                                  std::size_t chunk_rows, X const *xs) const
+  {
+    using Tile = backends::BlockTileShape<MR, NR, TQ, TT / TQ>;
+    constexpr int G = P::group;
+    constexpr int W = backends::block_slab_columns(NR, sizeof(T));
+    constexpr int slice_groups = KS / G;
+    constexpr bool dot = uses_dot(M);
+    static_assert(KS % G == 0 && slice_groups > 0, "a slice holds whole groups");
+    TiledScratch const s = take_tiled_scratch(team);
+    int const rank = team.team_rank(), size = team.team_size();
+    Q const *qblock = packed_q.data() + std::size_t(bi) * dp * MR;
+    std::size_t const q_first = std::size_t(bi) * MR; // the block's first query in the tile
+    int const groups = static_cast<int>(dp / G);
+    int const slices = (groups + slice_groups - 1) / slice_groups;
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, 2 * MR), [&](int i) { s.passing[i] = 0; });
+    int parity = 0; // which of the two counts the next slab fills (the other is cleared)
+    for (std::size_t c0 = 0; c0 < chunk_rows; c0 += NR)
+    {
+      X const *panel = xs + c0 / NR * dp * NR;
+      std::size_t const tile_first = x0 + chunk0 + c0; // the tile's first database row
+      team.team_barrier(); // the last offers have read the scores (staging reuses them)
+      if (size == Tile::threads)
+      {
+        int const tq = rank % TQ, tx = rank / TQ;
+        Acc acc[Tile::tm][Tile::tn];
+        for (int i = 0; i < Tile::tm; ++i)
+          for (int j = 0; j < Tile::tn; ++j)
+            acc[i][j] = Acc(0);
+        auto const copy = [&](int buffer, int slice)
+        {
+          int const g0 = slice * slice_groups;
+          int const g = groups - g0 < slice_groups ? groups - g0 : slice_groups;
+          backends::team_copy(team, qblock + std::size_t(g0) * MR * G, s.q[buffer],
+                              std::size_t(g) * MR * G);
+          backends::team_copy(team, panel + std::size_t(g0) * NR * G, s.x[buffer],
+                              std::size_t(g) * NR * G);
+        };
+        copy(0, 0);
+        team.team_barrier();
+        for (int sl = 0; sl < slices; ++sl)
+        {
+          // The next slice goes to the other buffer, read last in the previous step (which
+          // ended with a barrier) while this one is summed: one barrier per slice.
+          if (sl + 1 < slices)
+            copy((sl + 1) & 1, sl + 1);
+          int const g = groups - sl * slice_groups < slice_groups ? groups - sl * slice_groups
+                                                                  : slice_groups;
+          backends::block_tile_accumulate<Tile, MR, NR, G, dot>(s.q[sl & 1], s.x[sl & 1], g, tq,
+                                                               tx, acc);
+          team.team_barrier();
+        }
+        for (int w0 = 0; w0 < NR; w0 += W)
+        {
+          int *const passing = s.passing + parity * MR;
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, MR),
+                               [&](int i) { s.passing[(parity ^ 1) * MR + i] = 0; });
+          write_slab<Tile, W>(s, acc, tq, tx, w0, tile_first, q_first, seg, passing);
+          team.team_barrier();
+          offer_slab<W>(team, s, passing, tile_first + std::size_t(w0), q_first, seg);
+          parity ^= 1;
+        }
+      }
+      else
+      {
+        for (int w0 = 0; w0 < NR; w0 += W)
+        {
+          int *const passing = s.passing + parity * MR;
+          Kokkos::parallel_for(Kokkos::TeamThreadRange(team, MR),
+                               [&](int i) { s.passing[(parity ^ 1) * MR + i] = 0; });
+          for (int v = rank; v < Tile::threads; v += size)
+          {
+            Acc acc[Tile::tm][Tile::tn];
+            for (int i = 0; i < Tile::tm; ++i)
+              for (int j = 0; j < Tile::tn; ++j)
+                acc[i][j] = Acc(0);
+            backends::block_tile_accumulate<Tile, MR, NR, G, dot>(qblock, panel, groups, v % TQ,
+                                                                 v / TQ, acc);
+            write_slab<Tile, W>(s, acc, v % TQ, v / TQ, w0, tile_first, q_first, seg,
+                                passing);
+          }
+          team.team_barrier();
+          offer_slab<W>(team, s, passing, tile_first + std::size_t(w0), q_first, seg);
+          parity ^= 1;
+        }
+      }
     }
   }
 
