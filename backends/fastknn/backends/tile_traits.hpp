@@ -55,8 +55,8 @@ struct TileTraits
   static constexpr int chunk_bytes = 256 * 1024; ///< packed database chunk one launch sweeps
   static constexpr int max_chunk_rows = 1024;    ///< bounds the team scratch (MR x chunk scores)
   static constexpr int team_size = 1;
-  /// Query blocks a team scores against its chunk together (the database chunk is read once
-  /// for all of them); the team's threads split (block, panel) pairs. 1: one block per team.
+  /// Query blocks a team scores together: 1 (the pipeline asserts it; a GPU team takes more
+  /// queries through a larger query_block and the block tile).
   static constexpr int team_query_blocks = 1;
   static constexpr int scratch_level = 1; ///< team scratch level for the chunk's scores
   /// The most team scratch (at scratch_level) one team may take; the planner sizes chunks to it.

@@ -85,8 +85,9 @@ void preselect_tile(Ctx &c, std::size_t q0, std::size_t q_rows, ProgressReporter
   bool const pack_each = !plan.stream && plan.db_tile < n;
   auto const x_shift = database_shift<P>(c.prep);
   constexpr int QB = Traits::team_query_blocks;
-  static_assert(QB == 1 || (Traits::depth_block >= (1 << 30) && !Traits::select_in_registers),
-                "query-block groups score the whole depth in one pass, through scratch");
+  // (Teams that scored several query blocks together were the GPU's shape before the block
+  // tile, which takes a block of MR queries per team: the plan still counts with the knob.)
+  static_assert(QB == 1, "a team scores one query block; raise query_block (block tiles) instead");
   using Kernel = ChunkKernel<M, MR, NR, Traits::depth_block, Traits::scratch_level, QB,
                              int(Traits::stage_row_bytes), Traits::team_query_threads,
                              Traits::team_size, ExecSpace, T, P, XV, decltype(x_shift)>;

@@ -71,7 +71,7 @@ struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
   using database_view = XV;
   static constexpr Metric metric = M;
   static constexpr int mr = MR, nr = NR;
-  /// Query blocks one team scores together (group_path); 1: a team per block.
+  /// Query blocks one team scores together: 1 (pipeline.hpp asserts it).
   static constexpr int team_blocks = QB;
   /// The CPU's one-thread kernels (backends/host_preselect.hpp) where the space has them.
   static constexpr bool InRegisters = backends::host_preselect_available<ExecSpace>;
@@ -165,8 +165,6 @@ struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
     X const *xs = packed_x.data() + c0 / NR * dp * NR;
     if constexpr (tiled)
       tiled_path(team, bi, seg, c0, rows_at(c0), xs);
-    else if constexpr (QB > 1)
-      group_path(team, bi * QB, seg, c0, rows_at(c0), xs, take_scratch(team));
     else
       block(team, bi, seg, c0, rows_at(c0), xs, take_scratch(team));
   }
@@ -237,84 +235,25 @@ struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
     }
   }
 
-  /// Teams of many threads (the GPU): query blocks [b0, b0 + QB) against the chunk. Every
-  /// thread takes (block, panel) pairs, neighbours the same panel (read from L2 once, then from
-  /// L1 by the other blocks' threads); the scores wait in scratch. Then the queries that have a
-  /// score below their threshold (counted in one pass, with scratch atomics) offer the chunk to
-  /// their buffers with the whole team (team_offer); after the first chunks most have none.
-  KOKKOS_FUNCTION void group_path(Member const &team, int b0, int seg, std::size_t chunk0,
-                                  std::size_t chunk_rows, X const *xs,
-                                  Scratch const &scratch) const
+  /// Query ql (of the tile) offers `valid` scores (row[j] for database row first + j) to its
+  /// buffer of run `seg`, with the whole team (team_offer), and stores the buffer's count and
+  /// threshold. Ends with the team in step.
+  KOKKOS_INLINE_FUNCTION void offer_row(Member const &team, TeamSelectScratch<T> const &select,
+                                        std::size_t ql, int seg, T const *row, std::size_t valid,
+                                        std::size_t first) const
   {
-    int const nb = blocks - b0 < QB ? blocks - b0 : QB;
-    int const panels = static_cast<int>(chunk_rows / NR);
-    std::size_t const first = x0 + chunk0;
-    std::size_t const valid = first + chunk_rows <= n ? chunk_rows : n - first;
-    std::size_t const q_first = std::size_t(b0) * MR; // the group's first query in the tile
-    int const queries = nb * MR;
-    T *const scores = scratch.scores; // query (in the group) qi at scores + qi * chunk_rows
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nb * panels),
-                         [&](int item)
-                         {
-                           int const b = item % nb, pj = item / nb;
-                           Acc acc[MR][NR];
-                           for (int i = 0; i < MR; ++i)
-                             for (int j = 0; j < NR; ++j)
-                               acc[i][j] = Acc(0);
-                           P::template accumulate<M, ExecSpace, MR, NR>(
-                               packed_q.data() + std::size_t(b0 + b) * dp * MR,
-                               xs + std::size_t(pj) * dp * NR, 0, dp, acc);
-                           for (int i = 0; i < MR; ++i)
-                           {
-                             std::size_t const ql = q_first + std::size_t(b) * MR + i;
-                             Aux const qa = ql < q_rows ? q_aux(q0 + ql) : Aux(0);
-                             T *out = scores + (std::size_t(b) * MR + i) * chunk_rows +
-                                      std::size_t(pj) * NR;
-                             for (int j = 0; j < NR; ++j)
-                             {
-                               std::size_t const xg = first + std::size_t(pj) * NR + j;
-                               Aux const xa = xg < n ? x_aux(xg) : Aux(0);
-                               out[j] = P::template score<M>(acc[i][j], qa, xa);
-                             }
-                           }
-                         });
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, queries),
-                         [&](int qi) { scratch.passing[qi] = 0; });
-    team.team_barrier();
-    Kokkos::parallel_for(
-        Kokkos::TeamThreadRange(team, std::size_t(queries) * valid),
-        [&](std::size_t e)
-        {
-          std::size_t const qi = e / valid, j = e % valid, ql = q_first + qi;
-          if (ql >= q_rows)
-            return;
-          T const v = scores[qi * chunk_rows + j];
-          if (v < cand_threshold(ql * segments + seg) && !(exclude_self && first + j == q0 + ql))
-            Kokkos::atomic_add(&scratch.passing[qi], 1);
-        });
-    team.team_barrier();
-    for (int qi = 0; qi < queries; ++qi)
-    {
-      std::size_t const ql = q_first + std::size_t(qi);
-      if (ql >= q_rows)
-        break;
-      if (scratch.passing[qi] == 0)
-        continue; // the same on every thread: no barrier skipped by some only
-      std::size_t const b = ql * segments + seg;
-      TeamBuffer<T> buf{&cand_val(b, 0), &cand_idx(b, 0), cand_count(b), cand_threshold(b),
-                        kept, candidate_capacity(kept)};
-      T const *row = scores + std::size_t(qi) * chunk_rows;
-      team_offer(team, scratch.select, buf, valid, static_cast<index_type>(first),
-                 [&](std::size_t j) { return row[j]; },
-                 exclude_self ? q0 + ql : ~std::size_t(0));
-      team.team_barrier(); // every thread has read the count and threshold it started from
-      Kokkos::single(Kokkos::PerTeam(team),
-                     [&]()
-                     {
-                       cand_count(b) = buf.count;
-                       cand_threshold(b) = buf.threshold;
-                     });
-    }
+    std::size_t const b = ql * segments + seg;
+    TeamBuffer<T> buf{&cand_val(b, 0), &cand_idx(b, 0), cand_count(b), cand_threshold(b),
+                      kept,            candidate_capacity(kept)};
+    team_offer(team, select, buf, valid, static_cast<index_type>(first),
+               [&](std::size_t j) { return row[j]; }, exclude_self ? q0 + ql : ~std::size_t(0));
+    team.team_barrier(); // every thread has read the count and threshold it started from
+    Kokkos::single(Kokkos::PerTeam(team),
+                   [&]()
+                   {
+                     cand_count(b) = buf.count;
+                     cand_threshold(b) = buf.threshold;
+                   });
   }
 
   /// The block-tiled path's scratch: two staging buffers for each of the query block and the
@@ -393,20 +332,7 @@ struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
         break;
       if (passing[qi] == 0)
         continue; // the same on every thread: no barrier skipped by some only
-      std::size_t const b = ql * segments + seg;
-      TeamBuffer<T> buf{&cand_val(b, 0), &cand_idx(b, 0), cand_count(b), cand_threshold(b),
-                        kept, candidate_capacity(kept)};
-      T const *row = s.scores + std::size_t(qi) * W;
-      team_offer(team, s.select, buf, valid, static_cast<index_type>(first),
-                 [&](std::size_t j) { return row[j]; },
-                 exclude_self ? q0 + ql : ~std::size_t(0));
-      team.team_barrier(); // every thread has read the count and threshold it started from
-      Kokkos::single(Kokkos::PerTeam(team),
-                     [&]()
-                     {
-                       cand_count(b) = buf.count;
-                       cand_threshold(b) = buf.threshold;
-                     });
+      offer_row(team, s.select, ql, seg, s.scores + std::size_t(qi) * W, valid, first);
     }
     team.team_barrier(); // the offers have read the scores and the counts
   }
@@ -557,19 +483,7 @@ struct ChunkKernel : PackedBlocks<P, typename ExecSpace::memory_space>,
         std::size_t const ql = std::size_t(bi) * MR + i;
         if (ql >= q_rows)
           break;
-        std::size_t const b = ql * segments + seg;
-        TeamBuffer<T> buf{&cand_val(b, 0), &cand_idx(b, 0), cand_count(b), cand_threshold(b),
-                          kept, candidate_capacity(kept)};
-        T const *row = scores + i * chunk_rows;
-        team_offer(team, scratch.select, buf, valid, static_cast<index_type>(first),
-                   [&](std::size_t j) { return row[j]; },
-                   exclude_self ? q0 + ql : ~std::size_t(0));
-        Kokkos::single(Kokkos::PerTeam(team),
-                       [&]()
-                       {
-                         cand_count(b) = buf.count;
-                         cand_threshold(b) = buf.threshold;
-                       });
+        offer_row(team, scratch.select, ql, seg, scores + i * chunk_rows, valid, first);
       }
       return;
     }
