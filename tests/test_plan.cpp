@@ -163,8 +163,9 @@ void check_team_selection(unsigned seed, std::size_t n, int kept, int distinct)
   for (auto &v : values)
     v = T(pick(rng) - distinct / 3) * T(0.37); // negative values and many ties
   values[n / 2] = T(-0.0);
-  // Teams of up to 4 threads (as many as the host space runs: 4 in the GPU-shaped suite).
-  int const team_size = std::min(4, Kokkos::DefaultHostExecutionSpace().concurrency());
+  // Teams of up to 8 threads (as many as the host space runs: 4 in the GPU-shaped suite, 8 in
+  // fastknn_tests_gpu_shaped_8).
+  int const team_size = std::min(8, Kokkos::DefaultHostExecutionSpace().concurrency());
   T threshold{};
   auto const got = run_team(values, kept, team_size, threshold);
   // Reference: the kept smallest by (value, row), and the kept-th value as the threshold.
@@ -198,6 +199,85 @@ TEST_CASE("the team selection keeps the k smallest, ties by row, for any team si
   check_team_selection<double>(12 + unsigned(n), n, kept, 50);
   check_team_selection<float>(13 + unsigned(n), n, kept, 1000000);
   check_team_selection<double>(14 + unsigned(n), n, kept, 1000000);
+}
+
+namespace
+{
+/// Runs team_sort_pairs and team_kth_smallest over (values, ids) with a team of `team_size`
+/// threads; returns the sorted pairs and the m-th smallest value.
+template <class T>
+std::pair<std::vector<std::pair<T, index_type>>, T>
+run_team_sort(std::vector<T> const &values, std::vector<index_type> const &ids, int m,
+              int team_size)
+{
+  using Space = Kokkos::DefaultHostExecutionSpace;
+  int const n = int(values.size());
+  Kokkos::View<T *, Kokkos::HostSpace> val("val", n);
+  Kokkos::View<index_type *, Kokkos::HostSpace> idx("idx", n);
+  Kokkos::View<T, Kokkos::HostSpace> kth("kth");
+  std::copy(values.begin(), values.end(), val.data());
+  std::copy(ids.begin(), ids.end(), idx.data());
+  Kokkos::TeamPolicy<Space> policy(Space(), 1, team_size);
+  policy.set_scratch_size(0,
+                          Kokkos::PerTeam(detail::team_select_scratch_bytes(team_size, sizeof(T))));
+  using Member = typename Kokkos::TeamPolicy<Space>::member_type;
+  Kokkos::parallel_for(policy,
+                       [=](Member const &team)
+                       {
+                         auto const s = detail::TeamSelectScratch<T>::take(team, 0);
+                         T const v = detail::team_kth_smallest(team, s, val.data(), n, m);
+                         detail::team_sort_pairs(team, val.data(), idx.data(), n);
+                         Kokkos::single(Kokkos::PerTeam(team), [&]() { kth() = v; });
+                       });
+  Kokkos::fence();
+  std::vector<std::pair<T, index_type>> out;
+  for (int j = 0; j < n; ++j)
+    out.emplace_back(val(j), idx(j));
+  return {out, kth()};
+}
+
+template <class T>
+void check_team_sort(unsigned seed, int n, int distinct)
+{
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> pick(0, distinct - 1);
+  std::vector<T> values(static_cast<std::size_t>(n), T(0));
+  std::vector<index_type> ids(static_cast<std::size_t>(n));
+  std::iota(ids.begin(), ids.end(), index_type(0));
+  std::shuffle(ids.begin(), ids.end(), rng); // ties must come out by index, not by position
+  for (auto &v : values)
+    v = T(pick(rng) - distinct / 3) * T(0.37);
+  values[std::size_t(n) / 2] = T(-0.0);
+  values[std::size_t(n) - 1] = Kokkos::Experimental::infinity_v<T>;
+  int const team_size = std::min(8, Kokkos::DefaultHostExecutionSpace().concurrency());
+  int const m = 1 + int(rng() % unsigned(n));
+  auto const [got, kth] = run_team_sort(values, ids, m, team_size);
+  std::vector<std::pair<T, index_type>> want;
+  for (std::size_t j = 0; j < values.size(); ++j)
+    want.emplace_back(values[j], ids[j]);
+  // The reference order by (value, index), -0 and +0 equal as the library's comparisons say.
+  std::sort(want.begin(), want.end(),
+            [](auto const &a, auto const &b)
+            { return a.first < b.first || (a.first == b.first && a.second < b.second); });
+  INFO("seed " << seed << " n " << n << " m " << m << " team " << team_size);
+  REQUIRE(got.size() == want.size());
+  for (std::size_t j = 0; j < want.size(); ++j)
+  {
+    CHECK(got[j].first == want[j].first);
+    CHECK(got[j].second == want[j].second);
+  }
+  CHECK(kth == want[std::size_t(m) - 1].first);
+}
+} // namespace
+
+TEST_CASE("the team sort orders by (value, index) and finds the m-th value, for any team size",
+          "[selection][team]")
+{
+  auto const n = GENERATE(1, 2, 3, 10, 64, 100, 1000, 1025);
+  check_team_sort<float>(21 + unsigned(n), n, 7);
+  check_team_sort<double>(22 + unsigned(n), n, 7);
+  check_team_sort<float>(23 + unsigned(n), n, 1000000);
+  check_team_sort<double>(24 + unsigned(n), n, 1000000);
 }
 
 TEST_CASE("plans at N ~ 2^31, D = 128, k ~ 2^30: candidate counts never wrap", "[plan][sizes]")

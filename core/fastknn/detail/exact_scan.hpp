@@ -91,8 +91,8 @@ struct ExactScanKernel
 
   /// Teams of many threads (the GPU): every thread scores rows and the whole team keeps the k
   /// best in the query's buffer (team_offer: appends in row order, cuts to k by radix select),
-  /// so no thread walks the database alone. The k survivors, in row order, are sorted by value
-  /// (ties by row) once at the end: O(k log k) on one thread.
+  /// so no thread walks the database alone. The k survivors are sorted by (value, row) once at
+  /// the end by the team's bitonic network.
   KOKKOS_FUNCTION void team_scan(Member const &team, std::size_t qg, T *vals, index_type *ids,
                                  T *keys, std::size_t block) const
   {
@@ -112,24 +112,21 @@ struct ExactScanKernel
                  [&](std::size_t j) { return keys[j]; }, skip);
     }
     team_trim(team, select, buf);
-    Kokkos::single(Kokkos::PerTeam(team),
-                   [&]()
-                   {
-                     // Rows whose score is not finite were never offered (they make the search
-                     // fail later, see RerankState::nonfinite): pad as the heap would.
-                     for (int j = buf.count; j < k; ++j)
-                     {
-                       vals[j] = Kokkos::Experimental::infinity_v<T>;
-                       ids[j] = Kokkos::Experimental::finite_max_v<index_type>;
-                     }
-                     heap_make(vals, ids, k);
-                     heap_sort(vals, ids, k);
-                     for (int j = 0; j < k; ++j)
-                     {
-                       result.indices(qg, j) = ids[j];
-                       result.distances(qg, j) = reported<M>(vals[j]);
-                     }
-                   });
+    // Rows whose score is not finite were never offered (they make the search fail later, see
+    // RerankState::nonfinite): pad as the heap would.
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, buf.count, k),
+                         [&](int j)
+                         {
+                           vals[j] = Kokkos::Experimental::infinity_v<T>;
+                           ids[j] = Kokkos::Experimental::finite_max_v<index_type>;
+                         });
+    team_sort_pairs(team, vals, ids, k);
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, k),
+                         [&](int j)
+                         {
+                           result.indices(qg, j) = ids[j];
+                           result.distances(qg, j) = reported<M>(vals[j]);
+                         });
   }
 };
 

@@ -7,6 +7,7 @@
 
 #include <Kokkos_Core.hpp>
 
+#include <cstddef>
 #include <type_traits>
 
 #include <fastknn/options.hpp>
@@ -56,6 +57,57 @@ KOKKOS_FORCEINLINE_FUNCTION T fast_score(T acc, T q_aux, T x_aux)
     return acc;
 }
 
+/// The exact score's number of partial sums: term p goes to partial sum p mod 8.
+inline constexpr int exact_partial_sums = 8;
+
+/// Adds term (a, b) to partial sum l of the exact score. Every product is added with one fused
+/// multiply-add (one rounding), written out, so that no compiler decides: nvcc contracts
+/// a * b + c by default, GCC with -march=native under gnu++ does, a generic x86-64 build cannot
+/// (it calls the correctly rounded libm fma). The exact score then has the same bits on every
+/// backend and machine (docs/design.md).
+template <Metric M>
+KOKKOS_FORCEINLINE_FUNCTION void exact_term(double a, double b, double &s, double &qq, double &xx)
+{
+  if constexpr (M == Metric::L2 || M == Metric::L2Squared)
+  {
+    double const t = a - b;
+    s = Kokkos::fma(t, t, s);
+  }
+  else if constexpr (M == Metric::L1)
+    s += Kokkos::fabs(a - b);
+  else
+  {
+    s = Kokkos::fma(a, b, s);
+    if constexpr (M == Metric::Cosine)
+    {
+      qq = Kokkos::fma(a, a, qq);
+      xx = Kokkos::fma(b, b, xx);
+    }
+  }
+  (void)qq;
+  (void)xx;
+}
+
+/// The exact score from its eight partial sums (pairwise; cosine's norms likewise).
+template <Metric M>
+KOKKOS_INLINE_FUNCTION double exact_combine(double const (&s)[exact_partial_sums],
+                                            double const (&qq)[exact_partial_sums],
+                                            double const (&xx)[exact_partial_sums])
+{
+  auto total = [](double const(&v)[exact_partial_sums])
+  { return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])); };
+  if constexpr (M == Metric::InnerProduct)
+    return -total(s);
+  else if constexpr (M == Metric::Cosine)
+    return -total(s) / (Kokkos::sqrt(total(qq)) * Kokkos::sqrt(total(xx)));
+  else
+  {
+    (void)qq;
+    (void)xx;
+    return total(s);
+  }
+}
+
 /// Exact internal score in double from the original rows (smaller is better): squared
 /// distance for L2 and L2Squared, L1 distance, minus the inner product, minus the cosine.
 template <Metric M, class QV, class XV>
@@ -64,7 +116,7 @@ KOKKOS_INLINE_FUNCTION double exact_score(QV const &queries, std::size_t qi, XV 
 {
   // Eight partial sums in a fixed order: independent chains the compiler can vectorise, and the
   // same order on every backend and thread count.
-  constexpr int L = 8;
+  constexpr int L = exact_partial_sums;
   double s[L] = {}, qq[L] = {}, xx[L] = {};
   // Rows of LayoutRight Views are contiguous: plain pointers let the compiler vectorise the
   // partial sums (through the View's operator() GCC 12 keeps them scalar).
@@ -74,37 +126,10 @@ KOKKOS_INLINE_FUNCTION double exact_score(QV const &queries, std::size_t qi, XV 
   auto const *xrow = &database(xi, 0);
   auto term = [&](int l, std::size_t p)
   {
-    double a, b;
     if constexpr (contiguous)
-    {
-      a = qrow[p];
-      b = xrow[p];
-    }
+      exact_term<M>(qrow[p], xrow[p], s[l], qq[l], xx[l]);
     else
-    {
-      a = queries(qi, p);
-      b = database(xi, p);
-    }
-    // Every product is added with one fused multiply-add (one rounding), written out, so that
-    // no compiler decides: nvcc contracts a * b + c by default, GCC with -march=native under
-    // gnu++ does, a generic x86-64 build cannot (it calls the correctly rounded libm fma).
-    // The exact score then has the same bits on every backend and machine (docs/design.md).
-    if constexpr (M == Metric::L2 || M == Metric::L2Squared)
-    {
-      double const t = a - b;
-      s[l] = Kokkos::fma(t, t, s[l]);
-    }
-    else if constexpr (M == Metric::L1)
-      s[l] += Kokkos::fabs(a - b);
-    else
-    {
-      s[l] = Kokkos::fma(a, b, s[l]);
-      if constexpr (M == Metric::Cosine)
-      {
-        qq[l] = Kokkos::fma(a, a, qq[l]);
-        xx[l] = Kokkos::fma(b, b, xx[l]);
-      }
-    }
+      exact_term<M>(queries(qi, p), database(xi, p), s[l], qq[l], xx[l]);
   };
   std::size_t p = 0;
   for (; p + L <= d; p += L)
@@ -112,14 +137,25 @@ KOKKOS_INLINE_FUNCTION double exact_score(QV const &queries, std::size_t qi, XV 
       term(l, p + l);
   for (int l = 0; p < d; ++p, ++l)
     term(l, p);
-  auto total = [](double const(&v)[L])
-  { return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])); };
-  if constexpr (M == Metric::InnerProduct)
-    return -total(s);
-  else if constexpr (M == Metric::Cosine)
-    return -total(s) / (Kokkos::sqrt(total(qq)) * Kokkos::sqrt(total(xx)));
-  else
-    return total(s);
+  return exact_combine<M>(s, qq, xx);
+}
+
+/// Partial sum `lane` of exact_score (its terms p = lane, lane + 8, ... in that order), for
+/// eight threads that score one pair of rows together: side by side they read eight consecutive
+/// values of each row at a time (a 32-byte sector of floats) instead of one row each.
+struct ExactPartial
+{
+  double s = 0, qq = 0, xx = 0;
+};
+template <Metric M, class QV, class XV>
+KOKKOS_INLINE_FUNCTION ExactPartial exact_partial(QV const &queries, std::size_t qi,
+                                                  XV const &database, std::size_t xi,
+                                                  std::size_t d, int lane)
+{
+  ExactPartial out;
+  for (std::size_t p = std::size_t(lane); p < d; p += exact_partial_sums)
+    exact_term<M>(queries(qi, p), database(xi, p), out.s, out.qq, out.xx);
+  return out;
 }
 
 /// The value that orders results, in the output type: ascending key = best first.

@@ -240,6 +240,56 @@ void merge_segments(ExecSpace const &space, CandidateLists<T, MS> const &lists, 
       });
 }
 
+/// rescore_by_row's scoring for teams of many threads (the GPU's traits): the `listed` entries
+/// of sub-tile s0 (grouped by database row) in blocks of 256 per team, eight threads a pair
+/// (team_exact_scores: coalesced reads, the same bits), then the per-row counts zeroed.
+template <Metric M, class Ctx>
+void rescore_listed_by_team(Ctx &c, std::size_t q0, std::size_t s0, int listed)
+{
+  using ExecSpace = typename Ctx::exec_space;
+  using T = typename Ctx::value_type;
+  using Traits = backends::TileTraits<ExecSpace>;
+  using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  using Member = typename Policy::member_type;
+  constexpr int per_team = 256;
+  std::size_t const d = c.plan.d;
+  int const segs = c.plan.segments, kept = c.plan.kept;
+  auto const cand_idx = c.ws.lists.cand_idx;
+  auto const cand_val = c.ws.lists.cand_val;
+  auto const order = c.ws.order;
+  auto const queries = c.queries;
+  auto const database = c.database;
+  Policy policy(c.space, (listed + per_team - 1) / per_team, team_size_on<Traits>(c.space));
+  policy.set_scratch_size(0, Kokkos::PerTeam(team_rescore_scratch_bytes<M>()));
+  Kokkos::parallel_for(
+      "fastknn::search::rerank_rows", policy, KOKKOS_LAMBDA(Member const &team) {
+        int const e0 = team.league_rank() * per_team;
+        int const count = listed - e0 < per_team ? listed - e0 : per_team;
+        auto *partial = static_cast<double *>(
+            team.team_scratch(0).get_shmem(team_rescore_scratch_bytes<M>() - 64));
+        // Entry e: slot j of query ql (of the sub-tile).
+        auto slot = [&](int e)
+        {
+          int const o = order(std::size_t(e0 + e));
+          return Kokkos::pair<std::size_t, int>(s0 + std::size_t(o / kept), o % kept);
+        };
+        team_exact_scores<M>(
+            team, partial, queries, database, d, count,
+            [&](int e)
+            {
+              auto const at = slot(e);
+              return Kokkos::pair<std::size_t, std::size_t>(
+                  q0 + at.first, std::size_t(cand_idx(at.first * segs, at.second)));
+            },
+            [&](int e, double score)
+            {
+              auto const at = slot(e);
+              cand_val(at.first * segs, at.second) = key_of<M, T>(score);
+            });
+      });
+  Kokkos::deep_copy(c.space, c.ws.row_fill, 0);
+}
+
 /// Re-scoring by database row, a sub-tile of queries at a time: each listed row is read once
 /// per sub-tile (sequentially) and meets its queries in cache, instead of each query reading
 /// its candidates' rows (with k = 1024 on Fashion-MNIST, ~34 GB of scattered reads).
@@ -249,6 +299,7 @@ void rescore_by_row(Ctx &c, std::size_t q0, std::size_t q_rows)
   using ExecSpace = typename Ctx::exec_space;
   using T = typename Ctx::value_type;
   using Range = Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::size_t>>;
+  using Traits = backends::TileTraits<ExecSpace>;
   std::size_t const n = c.plan.n, d = c.plan.d;
   int const segs = c.plan.segments, kept = c.plan.kept;
   auto const marked = c.ws.state.marked;
@@ -292,6 +343,12 @@ void rescore_by_row(Ctx &c, std::size_t q0, std::size_t q_rows)
             order(std::size_t(row_start(row) + pos)) = int(ql - s0) * kept + j;
           }
         });
+    if constexpr (Traits::team_size > 1)
+      if (team_size_on<Traits>(c.space) > 1)
+      {
+        rescore_listed_by_team<M>(c, q0, s0, listed);
+        continue;
+      }
     Kokkos::parallel_for(
         "fastknn::search::rerank_rows",
         Kokkos::RangePolicy<ExecSpace, Kokkos::Schedule<Kokkos::Dynamic>,
@@ -339,18 +396,29 @@ int rerank_tile(Ctx &c, std::size_t q0, std::size_t q_rows, std::size_t &rescore
           c.database,
           c.prep.q_aux,
           c.result};
-  Kokkos::parallel_for(
-      "fastknn::search::rerank_prepare",
-      Kokkos::RangePolicy<ExecSpace, typename Fin::Prepare, Kokkos::IndexType<std::size_t>>(
-          c.space, 0, q_rows),
-      fin);
+  // One team per query where the traits' teams are many threads (the GPU), else one thread.
+  auto const pass = [&]<class Tag>(char const *label, Tag)
+  {
+    using Traits = backends::TileTraits<ExecSpace>;
+    if constexpr (Traits::team_size > 1)
+    {
+      int const team_size = team_size_on<Traits>(c.space);
+      if (team_size > 1)
+      {
+        Kokkos::TeamPolicy<ExecSpace, Tag> policy(c.space, static_cast<int>(q_rows), team_size);
+        policy.set_scratch_size(0, Kokkos::PerTeam(team_select_scratch_bytes(team_size, sizeof(T)) +
+                                                   team_rescore_scratch_bytes<M>()));
+        return Kokkos::parallel_for(label, policy, fin);
+      }
+    }
+    Kokkos::parallel_for(
+        label, Kokkos::RangePolicy<ExecSpace, Tag, Kokkos::IndexType<std::size_t>>(c.space, 0, q_rows),
+        fin);
+  };
+  pass("fastknn::search::rerank_prepare", typename Fin::Prepare{});
   if (by_row)
     rescore_by_row<M>(c, q0, q_rows);
-  Kokkos::parallel_for(
-      "fastknn::search::rerank_finish",
-      Kokkos::RangePolicy<ExecSpace, typename Fin::Finish, Kokkos::IndexType<std::size_t>>(
-          c.space, 0, q_rows),
-      fin);
+  pass("fastknn::search::rerank_finish", typename Fin::Finish{});
   int redo_count = 0;
   std::size_t rescored_tile = 0;
   auto const redo = c.ws.state.redo;

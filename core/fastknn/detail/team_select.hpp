@@ -72,12 +72,21 @@ struct TeamSelectScratch
   }
 };
 
-/// The first `count` pairs of (val, idx) become their m smallest values (m < count), in their
-/// previous order, ties at the m-th value resolved by that order; returns the m-th value (the
-/// new threshold). Called by every thread of the team; ends with the team in step.
+/// The m-th smallest of `count` values (1 <= m <= count) as a monotone key, and how many of the
+/// values equal to it are among the m smallest.
+template <class T>
+struct TeamPivot
+{
+  monotone_type<T> key;
+  int want;
+};
+
+/// Radix select of the m-th smallest value by the whole team (every thread gets the answer);
+/// the histogram stays in use until the team's next barrier.
 template <class T, class Member>
-KOKKOS_INLINE_FUNCTION T team_keep_smallest(Member const &team, TeamSelectScratch<T> const &s,
-                                            T *val, index_type *idx, int count, int m)
+KOKKOS_INLINE_FUNCTION TeamPivot<T> team_find_pivot(Member const &team,
+                                                    TeamSelectScratch<T> const &s, T const *val,
+                                                    int count, int m)
 {
   using U = monotone_type<T>;
   constexpr int bits = 8 * int(sizeof(U));
@@ -106,7 +115,31 @@ KOKKOS_INLINE_FUNCTION T team_keep_smallest(Member const &team, TeamSelectScratc
     want -= before;
     prefix |= U(b) << shift;
   }
-  U const pivot = prefix;
+  return {prefix, want};
+}
+
+/// The m-th smallest of the first `count` values (1 <= m <= count), the pairs left as they are.
+/// Called by every thread of the team; ends with the team in step.
+template <class T, class Member>
+KOKKOS_INLINE_FUNCTION T team_kth_smallest(Member const &team, TeamSelectScratch<T> const &s,
+                                           T const *val, int count, int m)
+{
+  TeamPivot<T> const p = team_find_pivot(team, s, val, count, m);
+  team.team_barrier();
+  return from_monotone_key<T>(p.key);
+}
+
+/// The first `count` pairs of (val, idx) become their m smallest values (m < count), in their
+/// previous order, ties at the m-th value resolved by that order; returns the m-th value (the
+/// new threshold). Called by every thread of the team; ends with the team in step.
+template <class T, class Member>
+KOKKOS_INLINE_FUNCTION T team_keep_smallest(Member const &team, TeamSelectScratch<T> const &s,
+                                            T *val, index_type *idx, int count, int m)
+{
+  using U = monotone_type<T>;
+  TeamPivot<T> const found = team_find_pivot(team, s, val, count, m);
+  U const pivot = found.key;
+  int const want = found.want;
   // Keep keys below the pivot and the first `want` equal to it, in order. One step per team's
   // worth of pairs: they are staged in scratch first, so the writes (never behind the step's
   // first slot) cannot overwrite a pair the step has not read.
@@ -152,6 +185,37 @@ KOKKOS_INLINE_FUNCTION T team_keep_smallest(Member const &team, TeamSelectScratc
   }
   team.team_barrier();
   return from_monotone_key<T>(pivot);
+}
+
+/// Sorts the first n pairs of (val, idx) ascending by (value, index), in place, with the whole
+/// team: a bitonic network in the form whose every comparator puts the smaller pair first (each
+/// merge opens by comparing mirrored positions), over n rounded up to a power of two with the
+/// missing pairs taken as larger than any: a comparator reaching past n would leave its pair in
+/// place, so it is skipped. O(n log^2 n) comparisons, log^2 n barriers, no scratch; the order is
+/// total (ties by index), so the result does not depend on the team size or the input's order.
+/// Called by every thread of the team; ends with the team in step.
+template <class T, class Member>
+KOKKOS_INLINE_FUNCTION void team_sort_pairs(Member const &team, T *val, index_type *idx, int n)
+{
+  int width = 1;
+  while (width < n)
+    width *= 2;
+  for (int size = 2; size <= width; size *= 2)
+    for (int stride = size / 2; stride > 0; stride /= 2)
+    {
+      team.team_barrier(); // the previous stage's swaps are visible
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, width / 2),
+                           [&](int t)
+                           {
+                             int const i = (t / stride) * 2 * stride + t % stride;
+                             // First stage of a merge: i meets its mirror in the size-block.
+                             int const j = stride == size / 2 ? (i / size) * size + size - 1 - i % size
+                                                              : i + stride;
+                             if (j < n && pair_less(val[j], idx[j], val[i], idx[i]))
+                               swap_pairs(val, idx, i, j);
+                           });
+    }
+  team.team_barrier();
 }
 
 /// One query's buffer as the team sees it: the pairs live in the space's memory, the count
