@@ -32,9 +32,9 @@ TEST_CASE("the GPU traits' plans keep every team's scratch within a CUDA block",
 {
   static_assert(Gpu::team_scratch_bytes + 8 * 1024 + 16 <= cuda_block_shared);
   // Per-thread arrays of the block tile: a 4 x 8 micro-tile of accumulators and its operands.
-  using Tile = backends::BlockTileShape<Gpu::query_block, Gpu::database_block,
-                                        Gpu::team_query_threads,
-                                        Gpu::team_size / Gpu::team_query_threads>;
+  using Tile =
+      backends::BlockTileShape<Gpu::query_block, Gpu::database_block, Gpu::team_query_threads,
+                               Gpu::team_size / Gpu::team_query_threads>;
   static_assert(Tile::threads == Gpu::team_size && Tile::tm == 4 && Tile::tn == 8);
   static_assert(Gpu::team_query_blocks * Gpu::query_block == 32);
   // A slice of 16 floats per row: 8 KiB of the column tile, read as whole lines.
@@ -327,10 +327,10 @@ TEST_CASE("a device's default workspace grows to half its free memory; set value
   std::size_t const dflt = SearchOptions::default_workspace_bytes;
   std::size_t const gib = std::size_t(1) << 30;
   CHECK(SearchOptions{}.workspace_bytes == dflt);
-  CHECK(detail::workspace_budget(dflt, 0) == dflt);            // host memory, or unknown
-  CHECK(detail::workspace_budget(dflt, 80 * gib) == 40 * gib); // an idle 80 GB GPU
-  CHECK(detail::workspace_budget(dflt, std::size_t(100) << 20) == dflt);    // never below the default
-  CHECK(detail::workspace_budget(gib, 80 * gib) == gib);       // the caller's own bound
+  CHECK(detail::workspace_budget(dflt, 0) == dflt);                      // host memory, or unknown
+  CHECK(detail::workspace_budget(dflt, 80 * gib) == 40 * gib);           // an idle 80 GB GPU
+  CHECK(detail::workspace_budget(dflt, std::size_t(100) << 20) == dflt); // never below the default
+  CHECK(detail::workspace_budget(gib, 80 * gib) == gib);                 // the caller's own bound
   CHECK(detail::workspace_budget(std::size_t(64) << 20, 80 * gib) == std::size_t(64) << 20);
   // The host spaces report nothing: their plans keep the default (docs/design.md).
   CHECK(backends::free_device_bytes(Kokkos::DefaultHostExecutionSpace{}) == 0);

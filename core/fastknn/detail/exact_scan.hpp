@@ -97,8 +97,7 @@ struct ExactScanKernel
                                  T *keys, std::size_t block) const
   {
     auto const select = TeamSelectScratch<T>::take(team, 0);
-    TeamBuffer<T> buf{vals, ids, 0, Kokkos::Experimental::infinity_v<T>, k,
-                      candidate_capacity(k)};
+    TeamBuffer<T> buf{vals, ids, 0, Kokkos::Experimental::infinity_v<T>, k, candidate_capacity(k)};
     std::size_t const skip = exclude_self ? qg : ~std::size_t(0);
     for (std::size_t b0 = 0; b0 < n; b0 += block)
     {
@@ -108,8 +107,9 @@ struct ExactScanKernel
           Kokkos::TeamThreadRange(team, rows), [&](std::size_t r)
           { keys[r] = key_of<M, T>(exact_score<M>(queries, qg, database, b0 + r, d)); });
       team.team_barrier();
-      team_offer(team, select, buf, rows, static_cast<index_type>(b0),
-                 [&](std::size_t j) { return keys[j]; }, skip);
+      team_offer(
+          team, select, buf, rows, static_cast<index_type>(b0),
+          [&](std::size_t j) { return keys[j]; }, skip);
     }
     team_trim(team, select, buf);
     // Rows whose score is not finite were never offered (they make the search fail later, see

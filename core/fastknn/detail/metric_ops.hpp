@@ -90,9 +90,9 @@ KOKKOS_FORCEINLINE_FUNCTION void exact_term(double a, double b, double &s, doubl
 
 /// The exact score from its eight partial sums (pairwise; cosine's norms likewise).
 template <Metric M>
-KOKKOS_INLINE_FUNCTION double exact_combine(double const (&s)[exact_partial_sums],
-                                            double const (&qq)[exact_partial_sums],
-                                            double const (&xx)[exact_partial_sums])
+KOKKOS_FORCEINLINE_FUNCTION double exact_combine(double const (&s)[exact_partial_sums],
+                                                 double const (&qq)[exact_partial_sums],
+                                                 double const (&xx)[exact_partial_sums])
 {
   auto total = [](double const(&v)[exact_partial_sums])
   { return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])); };
@@ -126,10 +126,35 @@ KOKKOS_INLINE_FUNCTION double exact_score(QV const &queries, std::size_t qi, XV 
   auto const *xrow = &database(xi, 0);
   auto term = [&](int l, std::size_t p)
   {
+    double a, b;
     if constexpr (contiguous)
-      exact_term<M>(qrow[p], xrow[p], s[l], qq[l], xx[l]);
+    {
+      a = qrow[p];
+      b = xrow[p];
+    }
     else
-      exact_term<M>(queries(qi, p), database(xi, p), s[l], qq[l], xx[l]);
+    {
+      a = queries(qi, p);
+      b = database(xi, p);
+    }
+    // exact_term's operations, written here again: through exact_term's references GCC 12
+    // vectorises cosine's three chains ~8 % slower (measured, AVX2 Zen 3 class).
+    if constexpr (M == Metric::L2 || M == Metric::L2Squared)
+    {
+      double const t = a - b;
+      s[l] = Kokkos::fma(t, t, s[l]);
+    }
+    else if constexpr (M == Metric::L1)
+      s[l] += Kokkos::fabs(a - b);
+    else
+    {
+      s[l] = Kokkos::fma(a, b, s[l]);
+      if constexpr (M == Metric::Cosine)
+      {
+        qq[l] = Kokkos::fma(a, a, qq[l]);
+        xx[l] = Kokkos::fma(b, b, xx[l]);
+      }
+    }
   };
   std::size_t p = 0;
   for (; p + L <= d; p += L)
@@ -149,8 +174,8 @@ struct ExactPartial
 };
 template <Metric M, class QV, class XV>
 KOKKOS_INLINE_FUNCTION ExactPartial exact_partial(QV const &queries, std::size_t qi,
-                                                  XV const &database, std::size_t xi,
-                                                  std::size_t d, int lane)
+                                                  XV const &database, std::size_t xi, std::size_t d,
+                                                  int lane)
 {
   ExactPartial out;
   for (std::size_t p = std::size_t(lane); p < d; p += exact_partial_sums)

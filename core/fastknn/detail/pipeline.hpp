@@ -22,6 +22,12 @@
 namespace fastknn::detail
 {
 
+/// Launch hint for the search's kernels: their objects go to the GPU as kernel arguments (CUDA:
+/// up to 4 KiB). Kokkos otherwise copies an object of 512 bytes or more (with the policy's own
+/// fields) to constant memory first, a copy and an event per launch; FinalizeKernel alone is
+/// 576 bytes (the host build's sizeof). Other backends ignore the hint.
+using LightLaunch = Kokkos::Experimental::WorkItemProperty::HintLightWeight_t;
+
 /// What every stage of one search shares.
 template <class P, class ExecSpace, class XV, class QV, class T, class MS>
 struct SearchContext
@@ -131,7 +137,8 @@ void preselect_tile(Ctx &c, std::size_t q0, std::size_t q_rows, ProgressReporter
       Kernel kernel{c.packed, lists, geometry, c.database, x_shift};
       int const groups = static_cast<int>((blocks + QB - 1) / QB);
       int const league = plan.stream ? plan.segments : groups * plan.segments;
-      Kokkos::TeamPolicy<ExecSpace> policy(c.space, league, team_size_on<Traits>(c.space));
+      Kokkos::TeamPolicy<ExecSpace, LightLaunch> policy(c.space, league,
+                                                        team_size_on<Traits>(c.space));
       if constexpr (Traits::scratch_level == 1)
         policy.set_scratch_size(1, Kokkos::PerTeam(score_bytes + chunk_bytes));
       else
@@ -158,13 +165,12 @@ template <class Traits, class ExecSpace, class T, class MS>
 void merge_segments_by_team(ExecSpace const &space, CandidateLists<T, MS> const &lists,
                             std::size_t q_rows, int segs, int kept)
 {
-  using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  using Policy = Kokkos::TeamPolicy<ExecSpace, LightLaunch>;
   using Member = typename Policy::member_type;
   constexpr int level = Traits::scratch_level;
   int const team_size = team_size_on<Traits>(space);
   Policy policy(space, static_cast<int>(q_rows), team_size);
-  policy.set_scratch_size(level,
-                          Kokkos::PerTeam(team_select_scratch_bytes(team_size, sizeof(T))));
+  policy.set_scratch_size(level, Kokkos::PerTeam(team_select_scratch_bytes(team_size, sizeof(T))));
   std::size_t const width = lists.cand_val.extent(1);
   Kokkos::parallel_for(
       "fastknn::search::merge_segments", policy, KOKKOS_LAMBDA(Member const &team) {
@@ -249,7 +255,7 @@ void rescore_listed_by_team(Ctx &c, std::size_t q0, std::size_t s0, int listed)
   using ExecSpace = typename Ctx::exec_space;
   using T = typename Ctx::value_type;
   using Traits = backends::TileTraits<ExecSpace>;
-  using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  using Policy = Kokkos::TeamPolicy<ExecSpace, LightLaunch>;
   using Member = typename Policy::member_type;
   constexpr int per_team = 256;
   std::size_t const d = c.plan.d;
@@ -405,14 +411,17 @@ int rerank_tile(Ctx &c, std::size_t q0, std::size_t q_rows, std::size_t &rescore
       int const team_size = team_size_on<Traits>(c.space);
       if (team_size > 1)
       {
-        Kokkos::TeamPolicy<ExecSpace, Tag> policy(c.space, static_cast<int>(q_rows), team_size);
+        Kokkos::TeamPolicy<ExecSpace, Tag, LightLaunch> policy(c.space, static_cast<int>(q_rows),
+                                                               team_size);
         policy.set_scratch_size(0, Kokkos::PerTeam(team_select_scratch_bytes(team_size, sizeof(T)) +
                                                    team_rescore_scratch_bytes<M>()));
         return Kokkos::parallel_for(label, policy, fin);
       }
     }
     Kokkos::parallel_for(
-        label, Kokkos::RangePolicy<ExecSpace, Tag, Kokkos::IndexType<std::size_t>>(c.space, 0, q_rows),
+        label,
+        Kokkos::RangePolicy<ExecSpace, Tag, LightLaunch, Kokkos::IndexType<std::size_t>>(c.space, 0,
+                                                                                         q_rows),
         fin);
   };
   pass("fastknn::search::rerank_prepare", typename Fin::Prepare{});
@@ -456,8 +465,8 @@ void exact_fallback(Ctx &c, std::size_t q0, std::size_t q_rows)
             .k = c.plan.k,
             .exclude_self = c.opt.exclude_self,
             .segments = c.plan.segments};
-  Kokkos::TeamPolicy<ExecSpace> policy(c.space, static_cast<int>(q_rows),
-                                       team_size_on<Traits>(c.space));
+  Kokkos::TeamPolicy<ExecSpace, LightLaunch> policy(c.space, static_cast<int>(q_rows),
+                                                    team_size_on<Traits>(c.space));
   policy.set_scratch_size(0, Kokkos::PerTeam(c.plan.exact_scan_scratch));
   Kokkos::parallel_for("fastknn::search::exact_scan", policy, scan);
 }

@@ -38,9 +38,8 @@ KOKKOS_INLINE_FUNCTION constexpr std::size_t team_rescore_scratch_bytes()
 /// Called by every thread of the team; ends with the team in step.
 template <Metric M, class Member, class QV, class XV, class Pair, class Store>
 KOKKOS_INLINE_FUNCTION void team_exact_scores(Member const &team, double *partial,
-                                              QV const &queries, XV const &database,
-                                              std::size_t d, int count, Pair const &pair,
-                                              Store const &store)
+                                              QV const &queries, XV const &database, std::size_t d,
+                                              int count, Pair const &pair, Store const &store)
 {
   constexpr int L = exact_partial_sums;
   constexpr int W = M == Metric::Cosine ? 3 : 1;
@@ -52,8 +51,8 @@ KOKKOS_INLINE_FUNCTION void team_exact_scores(Member const &team, double *partia
                          [&](int t)
                          {
                            auto const rows = pair(e0 + t / L);
-                           ExactPartial const p =
-                               exact_partial<M>(queries, rows.first, database, rows.second, d, t % L);
+                           ExactPartial const p = exact_partial<M>(queries, rows.first, database,
+                                                                   rows.second, d, t % L);
                            partial[t * W] = p.s;
                            if constexpr (W == 3)
                            {
@@ -321,16 +320,16 @@ struct FinalizeKernel : CandidateLists<T, typename ExecSpace::memory_space>,
       (void)team_keep_smallest(team, select, vals, ids, count, kept);
     T largest{};
     Kokkos::parallel_reduce(
-        Kokkos::TeamThreadRange(team, kept),
-        [&](int j, T &m) { m = vals[j] > m ? vals[j] : m; }, Kokkos::Max<T>(largest));
+        Kokkos::TeamThreadRange(team, kept), [&](int j, T &m) { m = vals[j] > m ? vals[j] : m; },
+        Kokkos::Max<T>(largest));
     double const err = bound(qg, largest);
     T kth = largest;
     if (kept > k && count >= kept)
       kth = team_kth_smallest(team, select, vals, kept, k);
     else if (kept > k)
       Kokkos::parallel_reduce(
-          Kokkos::TeamThreadRange(team, k),
-          [&](int j, T &m) { m = vals[j] > m ? vals[j] : m; }, Kokkos::Max<T>(kth));
+          Kokkos::TeamThreadRange(team, k), [&](int j, T &m) { m = vals[j] > m ? vals[j] : m; },
+          Kokkos::Max<T>(kth));
     double const kth_bound = double(kth) + err;
     double const reach =
         exact_above_key<M>(key_of<M, T>(M == Metric::L2 && kth_bound < 0 ? 0.0 : kth_bound));
@@ -368,8 +367,8 @@ struct FinalizeKernel : CandidateLists<T, typename ExecSpace::memory_space>,
     };
     // The lists' slots in buffer order, as the one-thread pass writes them.
     Kokkos::parallel_scan(
-        Kokkos::TeamThreadRange(team, kept), [&](int j, int &at, bool final)
-        { visit(j, at, final); }, marks);
+        Kokkos::TeamThreadRange(team, kept),
+        [&](int j, int &at, bool final) { visit(j, at, final); }, marks);
     if (!by_row)
     {
       team.team_barrier(); // the list is complete

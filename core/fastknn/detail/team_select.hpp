@@ -84,9 +84,8 @@ struct TeamPivot
 /// Radix select of the m-th smallest value by the whole team (every thread gets the answer);
 /// the histogram stays in use until the team's next barrier.
 template <class T, class Member>
-KOKKOS_INLINE_FUNCTION TeamPivot<T> team_find_pivot(Member const &team,
-                                                    TeamSelectScratch<T> const &s, T const *val,
-                                                    int count, int m)
+KOKKOS_INLINE_FUNCTION TeamPivot<T>
+team_find_pivot(Member const &team, TeamSelectScratch<T> const &s, T const *val, int count, int m)
 {
   using U = monotone_type<T>;
   constexpr int bits = 8 * int(sizeof(U));
@@ -209,8 +208,9 @@ KOKKOS_INLINE_FUNCTION void team_sort_pairs(Member const &team, T *val, index_ty
                            {
                              int const i = (t / stride) * 2 * stride + t % stride;
                              // First stage of a merge: i meets its mirror in the size-block.
-                             int const j = stride == size / 2 ? (i / size) * size + size - 1 - i % size
-                                                              : i + stride;
+                             int const j = stride == size / 2
+                                               ? (i / size) * size + size - 1 - i % size
+                                               : i + stride;
                              if (j < n && pair_less(val[j], idx[j], val[i], idx[i]))
                                swap_pairs(val, idx, i, j);
                            });
