@@ -105,6 +105,17 @@ struct ScoreAt
   KOKKOS_INLINE_FUNCTION auto operator()(std::size_t j) const { return scores(r0 + j); }
 };
 
+/// One host team of `team_size` threads with the team selection's scratch.
+template <class T>
+Kokkos::TeamPolicy<Kokkos::DefaultHostExecutionSpace> one_team(int team_size)
+{
+  using Space = Kokkos::DefaultHostExecutionSpace;
+  Kokkos::TeamPolicy<Space> policy(Space(), 1, team_size);
+  policy.set_scratch_size(0,
+                          Kokkos::PerTeam(detail::team_select_scratch_bytes(team_size, sizeof(T))));
+  return policy;
+}
+
 /// Runs team_keep_smallest (cut = true) or team_offer over `values` with a team of `team_size`
 /// threads; returns the buffer's pairs.
 template <class T>
@@ -119,11 +130,8 @@ std::vector<std::pair<T, index_type>> run_team(std::vector<T> const &values, int
   Kokkos::View<int, Kokkos::HostSpace> count("count");
   Kokkos::View<T, Kokkos::HostSpace> thr("threshold");
   std::copy(values.begin(), values.end(), scores.data());
-  Kokkos::TeamPolicy<Space> policy(Space(), 1, team_size);
-  policy.set_scratch_size(0,
-                          Kokkos::PerTeam(detail::team_select_scratch_bytes(team_size, sizeof(T))));
   using Member = typename Kokkos::TeamPolicy<Space>::member_type;
-  Kokkos::parallel_for(policy,
+  Kokkos::parallel_for(one_team<T>(team_size),
                        [=](Member const &team)
                        {
                          auto const s = detail::TeamSelectScratch<T>::take(team, 0);
@@ -217,11 +225,8 @@ run_team_sort(std::vector<T> const &values, std::vector<index_type> const &ids, 
   Kokkos::View<T, Kokkos::HostSpace> kth("kth");
   std::copy(values.begin(), values.end(), val.data());
   std::copy(ids.begin(), ids.end(), idx.data());
-  Kokkos::TeamPolicy<Space> policy(Space(), 1, team_size);
-  policy.set_scratch_size(0,
-                          Kokkos::PerTeam(detail::team_select_scratch_bytes(team_size, sizeof(T))));
   using Member = typename Kokkos::TeamPolicy<Space>::member_type;
-  Kokkos::parallel_for(policy,
+  Kokkos::parallel_for(one_team<T>(team_size),
                        [=](Member const &team)
                        {
                          auto const s = detail::TeamSelectScratch<T>::take(team, 0);
