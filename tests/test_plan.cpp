@@ -287,13 +287,13 @@ TEST_CASE("the team sort orders by (value, index) and finds the m-th value, for 
 
 TEST_CASE("plans at N ~ 2^31, D = 128, k ~ 2^30: candidate counts never wrap", "[plan][sizes]")
 {
-  // No allocation: the plan only. A buffer keeping kept = k + k/4 ~ 1.34e9 candidates is cut
+  // No allocation: the plan only. A buffer keeping kept = k + k/4 ~ 1.0e9 candidates is cut
   // when its int count reaches the capacity; 2 x kept overflowed an int (a negative capacity:
   // every append a cut, or worse) before candidate_capacity computed it in 64 bits.
   SearchOptions opt;
   opt.workspace_bytes = std::size_t(1) << 62;
   std::size_t const n = (std::size_t(1) << 31) - 2, d = 128;
-  long long const k = 1LL << 30;
+  long long const k = (1LL << 29) + (1LL << 28);
   for (auto const &shape :
        {detail::team_shape<Gpu>(64), detail::team_shape<backends::TileTraits<void>>(2)})
   {
@@ -301,7 +301,8 @@ TEST_CASE("plans at N ~ 2^31, D = 128, k ~ 2^30: candidate counts never wrap", "
     INFO("team size " << shape.team_size << ", kept " << plan.kept);
     CHECK(plan.kept == int(k + k / 4));
     int const capacity = detail::candidate_capacity(plan.kept);
-    CHECK(capacity > plan.kept);
+    // The re-ranking's workspace is the buffer's second half: twice what is kept, exactly.
+    CHECK(capacity == 2 * plan.kept);
     CHECK(capacity <= std::numeric_limits<int>::max() - 64);
     CHECK(detail::candidate_buffer_width(plan.kept) == std::size_t(capacity) + 64);
     // The plan's workspace holds the query's buffer of that width (value and index per slot).
@@ -309,17 +310,19 @@ TEST_CASE("plans at N ~ 2^31, D = 128, k ~ 2^30: candidate counts never wrap", "
           detail::candidate_buffer_width(plan.kept) * (sizeof(float) + sizeof(index_type)));
     CHECK(plan.n * plan.d > (std::size_t(1) << 31)); // N x D in 64 bits as well
   }
-  // k = N - 1 at that N keeps more than a buffer can count: refused with the fix, not wrapped.
-  try
-  {
-    (void)detail::make_plan(n, 1, d, d, (long long)n - 1, opt, sizeof(float),
-                            detail::team_shape<Gpu>(64));
-    FAIL("k = N - 1 at N = 2^31 - 2 was planned");
-  }
-  catch (Error const &e)
-  {
-    CHECK(std::string(e.what()).find("use a smaller k") != std::string::npos);
-  }
+  // k = 2^30 keeps 1.34e9, whose buffer would need 2.7e9 slots: the capacity is capped below
+  // that, and the second half the re-ranking writes behind the kept pairs would run into the
+  // next query's buffer. k = N - 1 keeps even more. Both refused with the fix, not overrun.
+  for (long long const big : {1LL << 30, (long long)n - 1})
+    try
+    {
+      (void)detail::make_plan(n, 1, d, d, big, opt, sizeof(float), detail::team_shape<Gpu>(64));
+      FAIL("k = " << big << " at N = 2^31 - 2 was planned");
+    }
+    catch (Error const &e)
+    {
+      CHECK(std::string(e.what()).find("use a smaller k") != std::string::npos);
+    }
   // Small k stay as they were: capacity exactly twice what is kept.
   CHECK(detail::candidate_capacity(40) == 80);
   CHECK(detail::candidate_capacity(1 << 29) == 1 << 30);

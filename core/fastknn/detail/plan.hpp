@@ -239,15 +239,21 @@ inline std::size_t fit_team_scratch(Plan &p, TeamShape const &shape, std::size_t
 }
 
 /// Candidates a query keeps in the pre-selection: k and a pad, at most the eligible rows. A
-/// buffer must hold more than it keeps, and its int count never wraps: refused otherwise.
+/// buffer must hold candidate_buffer_factor (2) times what it keeps, its int count never
+/// wrapping: the re-ranking uses the buffer's second half as workspace (Finish's sort of the k
+/// best, the team Prepare's list of slots to re-score), which a capped capacity would overrun
+/// into the next query's buffer. Refused otherwise.
 inline int kept_candidates(std::size_t n_eligible, long long k)
 {
-  int const kept = static_cast<int>(std::min<std::size_t>(
-      n_eligible, static_cast<std::size_t>(k) + candidate_pad(static_cast<int>(k))));
-  require(candidate_capacity(kept) > kept,
-          "k = " + std::to_string(k) + " keeps " + std::to_string(kept) +
-              " candidates per query, more than a candidate buffer counts (2^31 - 66); use a "
-              "smaller k or split the database");
+  std::size_t const want = std::min<std::size_t>(
+      n_eligible, static_cast<std::size_t>(k) + std::size_t(candidate_pad(int(std::min<long long>(
+                                                    k, std::numeric_limits<int>::max())))));
+  constexpr std::size_t most = (std::size_t(std::numeric_limits<int>::max()) - 64) /
+                               std::size_t(candidate_buffer_factor);
+  require(want <= most, "k = " + std::to_string(k) + " keeps " + std::to_string(want) +
+                            " candidates per query, more than a candidate buffer holds twice (" +
+                            std::to_string(most) + "); use a smaller k or split the database");
+  int const kept = static_cast<int>(want);
   return kept;
 }
 
