@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Tests of the `fastknn` command: classify on a tiny hand-made MNIST-format set (known answers),
-on real Fashion-MNIST (when installed), malformed files, bad arguments, and `search` against a
-numpy brute force.
+on real Fashion-MNIST (when installed), malformed files, bad arguments, and `search` (by count
+and by radius) against a numpy brute force.
 
 usage: test_cli.py PATH/TO/fastknn [--data DIR]
 """
@@ -269,6 +269,15 @@ def test_bad_args(exe, tmp):
          "--out-indices", "i.npy"],
         ["search", "--database", x, "--queries", x, "-k", "1", "--metric", "manhattan2",
          "--out-indices", "i.npy"],
+        ["search", "--database", x, "--queries", x, "--radius", "1", "--out-indices", "i.npy"],
+        ["search", "--database", x, "--queries", x, "--radius", "abc", "--out-offsets", "o.npy",
+         "--out-indices", "i.npy"],
+        ["search", "--database", x, "--queries", x, "--radius", "nan", "--out-offsets", "o.npy",
+         "--out-indices", "i.npy"],
+        ["search", "--database", x, "--queries", x, "--radius", "1", "-k", "2",
+         "--out-offsets", "o.npy", "--out-indices", "i.npy"],
+        ["search", "--database", x, "--queries", x, "-k", "2", "--out-offsets", "o.npy",
+         "--out-indices", "i.npy"],
     ]
     for case in cases:
         args = case
@@ -389,6 +398,44 @@ def test_search(exe, tmp):
     check(not os.path.exists(ip) and not os.path.exists(dp), "Q = 0: no output file")
 
 
+def test_radius(exe, tmp):
+    print("search --radius writes compressed rows equal to a numpy brute force")
+    rng = np.random.default_rng(43)
+    n, nq, d = 400, 30, 5
+    # Integer coordinates: exact distances, and rows exactly on the radius (inside).
+    x = rng.integers(0, 4, size=(n, d)).astype(np.float32)
+    q = rng.integers(0, 4, size=(nq, d)).astype(np.float32)
+    xp, qp = os.path.join(tmp, "rdb.npy"), os.path.join(tmp, "rq.npy")
+    np.save(xp, x)
+    np.save(qp, q)
+    op, ip, dp = (os.path.join(tmp, f) for f in ("roff.npy", "ridx.npy", "rdist.npy"))
+    for metric, radius in (("sqeuclidean", 4), ("l1", 3), ("l2", 2), ("ip", 12)):
+        rc, out, err = run(exe, "search", "--database", xp, "--queries", qp, "--radius", radius,
+                           "--metric", metric, "--out-offsets", op, "--out-indices", ip,
+                           "--out-distances", dp)
+        check(rc == 0 and "pairs inside" in out, f"--radius {metric}: exit 0 ({err.strip()!r})")
+        if rc != 0:
+            continue
+        off, idx, dist = np.load(op), np.load(ip), np.load(dp)
+        check(off.dtype == np.int64 and off.shape == (nq + 1,) and idx.dtype == np.int32 and
+              dist.dtype == np.float32 and idx.shape == dist.shape == (off[-1],),
+              f"--radius {metric}: int64 offsets (Q + 1), int32 indices, float32 distances")
+        ref_i, ref_v = brute_force(x, q, n, metric)
+        inside = ref_v >= radius if metric == "ip" else ref_v <= radius
+        same = all(np.array_equal(idx[off[i]:off[i + 1]], ref_i[i][inside[i]]) and
+                   np.array_equal(dist[off[i]:off[i + 1]], ref_v[i][inside[i]].astype(np.float32))
+                   for i in range(nq))
+        check(same and inside.any(1).all() and not inside.all() and (ref_v == radius).any(),
+              f"--radius {metric}: rows and distances equal the brute force's (boundary inside)")
+    rc, out, err = run(exe, "search", "--database", xp, "--exclude-self", "--radius", 0,
+                       "--out-offsets", op, "--out-indices", ip, "--quiet")
+    dup = [(x == x[i]).all(1).sum() - 1 for i in range(n)]
+    off, idx = np.load(op), np.load(ip)
+    check(rc == 0 and np.array_equal(np.diff(off), dup) and
+          all(i not in idx[off[i]:off[i + 1]] for i in range(n)),
+          "--radius 0 --exclude-self: each row's exact duplicates, never itself")
+
+
 def test_interrupt(exe, tmp):
     print("Ctrl-C stops a long search at once and leaves the output paths as they were")
     rng = np.random.default_rng(7)
@@ -439,6 +486,7 @@ def main():
         test_bad_args(a.exe, tmp)
         test_malformed(a.exe, tmp)
         test_search(a.exe, tmp)
+        test_radius(a.exe, tmp)
         test_interrupt(a.exe, tmp)
         test_fashion(a.exe, a.data)
     if FAILURES:

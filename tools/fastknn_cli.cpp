@@ -114,20 +114,24 @@ Only the search and the vote are timed; loading is reported separately.
 )";
 
 constexpr char const *search_help =
-    R"(usage: fastknn search --database FILE [--queries FILE] -k K [options]
+    R"(usage: fastknn search --database FILE [--queries FILE] (-k K | --radius R) [options]
 
 Writes the exact k nearest database rows of each query row (best first, ties to the smaller
-index) as Q x k .npy files. Files: .npy, .fvecs, .bvecs, .ivecs or IDX (plain or gzip).
+index) as Q x k .npy files; with --radius, every row within R of each query (distance <= R;
+for cosine and ip, similarity >= R), best first, as compressed rows: the rows of query i are
+indices[offsets[i]:offsets[i+1]]. Files: .npy, .fvecs, .bvecs, .ivecs or IDX (plain or gzip).
 
 options:
   --database FILE          the N x D points to search
   --queries FILE           the Q x D query points (omit with --exclude-self)
   -k K                     number of neighbours per query
+  --radius R               every row within R instead (needs --out-offsets)
+  --out-offsets FILE       with --radius: write the int64 row offsets (Q + 1 .npy)
   --metric M               l2 | sqeuclidean | l1 | cosine | ip [default: l2]
                            (cosine and ip report similarities, largest first)
   --exclude-self           the queries are the database; query i never returns row i
-  --out-indices FILE       write the int32 neighbour indices (Q x k .npy)
-  --out-distances FILE     write the float32 distances or similarities (Q x k .npy)
+  --out-indices FILE       write the int32 neighbour indices (Q x k .npy; with --radius 1-D)
+  --out-distances FILE     write the float32 distances or similarities (likewise)
   --threads N              number of host threads (Kokkos' --kokkos-num-threads)
   -q, --quiet              no progress bar and no summary line
   -h, --help               show this help
@@ -642,12 +646,52 @@ int run_classify(std::vector<std::string> args_in, std::vector<std::string> cons
   return 0;
 }
 
+/// search --radius: the radius search and its three outputs (all or none written).
+template <class Space>
+int write_radius(Space const &space, fastknn::io::Matrix<float> const &database,
+                 fastknn::io::Matrix<float> const &queries, double radius,
+                 fastknn::RadiusOptions const &options, std::string const &offsets_path,
+                 std::string const &indices_path, std::string const &distances_path,
+                 RunOptions const &run, Clock::time_point t0)
+{
+  auto const found =
+      fastknn::radius_search(space, std::span<float const>(database.data),
+                             std::span<float const>(queries.data), database.cols, radius, options);
+  double const seconds = seconds_since(t0);
+  close_progress_line();
+  stop_point();
+  std::vector<std::int64_t> offsets(found.offsets.begin(), found.offsets.end());
+  OutputSet outputs;
+  outputs.write(offsets_path, [&](std::string const &p)
+                { fastknn::io::write_npy_vector(p, offsets.data(), offsets.size()); });
+  outputs.write(indices_path, [&](std::string const &p)
+                { fastknn::io::write_npy_vector(p, found.indices.data(), found.indices.size()); });
+  outputs.write(distances_path,
+                [&](std::string const &p) {
+                  fastknn::io::write_npy_vector(p, found.distances.data(), found.distances.size());
+                });
+  outputs.commit();
+  if (!run.quiet)
+    std::printf("searched %zu queries in %zu x %zu points, radius %g, metric %s: %zu pairs "
+                "inside (%.1f per query), %.3f s, %.1f queries/s (%s, %d threads)\n",
+                queries.rows, database.rows, database.cols, radius,
+                std::string(fastknn::metric_name(options.metric)).c_str(), found.indices.size(),
+                double(found.indices.size()) / double(queries.rows), seconds,
+                seconds > 0 ? double(queries.rows) / seconds : 0.0, fastknn::backend_name(),
+                space.concurrency());
+  if (!run.quiet && options.stats != nullptr)
+    std::printf("  first round: %s\n", stats_line(*options.stats, queries.rows).c_str());
+  return 0;
+}
+
 int run_search(std::vector<std::string> args_in, std::vector<std::string> const &kokkos_flags)
 {
   ArgList args(std::move(args_in), "search");
   std::string database_path, queries_path, indices_path, distances_path;
+  std::string offsets_path;
   std::optional<int> k;
-  fastknn::SearchOptions options;
+  std::optional<double> radius;
+  fastknn::RadiusOptions options; // a SearchOptions with the radius search's own two
   options.metric = fastknn::Metric::L2;
   RunOptions run;
   while (!args.done())
@@ -671,6 +715,17 @@ int run_search(std::vector<std::string> args_in, std::vector<std::string> const 
         throw UsageError("-k " + std::to_string(v) + " is too large" + args.hint());
       k = int(v);
     }
+    else if (name == "--radius")
+    {
+      std::string const v = args.value(name);
+      char *end = nullptr;
+      double const r = std::strtod(v.c_str(), &end);
+      if (v.empty() || end != v.c_str() + v.size() || std::isnan(r))
+        throw UsageError("--radius '" + v + "' is not a number" + args.hint());
+      radius = r;
+    }
+    else if (name == "--out-offsets")
+      offsets_path = args.value(name);
     else if (name == "--metric")
       options.metric = metric_option(args, name);
     else if (name == "--exclude-self")
@@ -687,8 +742,15 @@ int run_search(std::vector<std::string> args_in, std::vector<std::string> const 
   }
   if (database_path.empty())
     throw UsageError("search needs --database FILE" + args.hint());
-  if (!k)
-    throw UsageError("search needs -k K" + args.hint());
+  if (k && radius)
+    throw UsageError("give -k K or --radius R, not both" + args.hint());
+  if (!k && !radius)
+    throw UsageError("search needs -k K (or --radius R)" + args.hint());
+  if (radius && offsets_path.empty())
+    throw UsageError("--radius needs --out-offsets FILE (where each query's rows start)" +
+                     args.hint());
+  if (!radius && !offsets_path.empty())
+    throw UsageError("--out-offsets goes with --radius" + args.hint());
   if (options.exclude_self && !queries_path.empty() && queries_path != database_path)
     throw UsageError("--exclude-self searches the database against itself; omit --queries" +
                      args.hint());
@@ -699,6 +761,9 @@ int run_search(std::vector<std::string> args_in, std::vector<std::string> const 
 
   KokkosSession kokkos(kokkos_flags, run);
 #ifdef FASTKNN_CLI_MPI
+  if (distributed() && radius)
+    throw UsageError("--radius is not distributed yet: run it in one process (without mpirun)" +
+                     args.hint());
   if (distributed())
     return search_distributed(
         SearchArgs{database_path, queries_path, indices_path, distances_path, *k, options, run});
@@ -723,6 +788,9 @@ int run_search(std::vector<std::string> args_in, std::vector<std::string> const 
   options.stats = &stats;
   bar.start();
   auto const t0 = Clock::now();
+  if (radius)
+    return write_radius(space, database, queries, *radius, options, offsets_path, indices_path,
+                        distances_path, run, t0);
   auto const found =
       fastknn::search(space, std::span<float const>(database.data),
                       std::span<float const>(queries.data), database.cols, *k, options);

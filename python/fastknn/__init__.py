@@ -4,6 +4,7 @@
     distances, indices = fastknn.search(database, queries, k=10, metric="l2")
     index = fastknn.Index(database, metric="cosine")
     distances, indices = index.search(queries, k=10)
+    offsets, indices, distances = index.radius_search(queries, radius=2.5)
 
 Results are the true top k, best first, ties broken by the smaller index, identical on every
 backend and thread count. Distances are in the input's dtype (float32 or float64), indices are
@@ -19,7 +20,7 @@ import numpy as _np
 from . import _core
 from ._core import Cancelled, Error, __version__
 
-__all__ = ["search", "Index", "Error", "Cancelled", "backend", "isa", "METRICS", "__version__"]
+__all__ = ["search", "radius_search", "Index", "Error", "Cancelled", "backend", "isa", "METRICS", "__version__"]
 
 #: Metric names the search accepts (aliases in parentheses in docs/python.md).
 METRICS = ("l2", "euclidean", "sqeuclidean", "l2sq", "l1", "manhattan", "cityblock", "ip",
@@ -152,6 +153,23 @@ class Index:
                                   0 if workspace_bytes is None else int(workspace_bytes),
                                   progress, stats)
 
+    def radius_search(self, queries, radius, exclude_self=False, workspace_bytes=None,
+                      initial_k=32, max_results=None, progress=None):
+        """(offsets, indices, distances): every database row within `radius` of each query row
+        as compressed rows: the rows of query i are indices[offsets[i]:offsets[i + 1]], best
+        first, ties by the smaller index, with their distances (distance <= radius; for "ip"
+        and "cosine" the values are similarities and the rows are those with similarity >=
+        radius). Exact: built on the exact k search (docs/python.md). initial_k: the k of the
+        first round (a query with more rows inside is searched again with 8x the k).
+        max_results: refuse (fastknn.Error) when more (query, row) pairs are inside.
+        """
+        q = _queries_for(_as_float_array(queries, "the queries"), self.dtype)
+        return self._index.radius_search(q, float(radius), bool(exclude_self),
+                                         0 if workspace_bytes is None else int(workspace_bytes),
+                                         _check_k(initial_k),
+                                         0 if max_results is None else int(max_results),
+                                         progress)
+
     def __reduce__(self):
         raise TypeError("a fastknn.Index is not pickled; pickle its database array and build "
                         "the index again (fastknn.sklearn estimators do this for you)")
@@ -175,3 +193,19 @@ def search(database, queries, k, metric="l2", exclude_self=False, workspace_byte
             db = db.astype(_np.float64)
     return Index(db, metric, threads, _copy=False).search(q, k, exclude_self, workspace_bytes,
                                                           progress, stats)
+
+
+def radius_search(database, queries, radius, metric="l2", exclude_self=False,
+                  workspace_bytes=None, initial_k=32, max_results=None, progress=None,
+                  threads=None):
+    """(offsets, indices, distances) of the rows of `database` within `radius` of each row of
+    `queries`: one call of Index(database, metric, threads).radius_search(...); see there."""
+    db = _as_float_array(database, "the database")
+    q = _as_float_array(queries, "the queries")
+    if db.dtype == _np.float32 and q.dtype == _np.float64:
+        try:
+            q = _queries_for(q, db.dtype)
+        except Error:
+            db = db.astype(_np.float64)
+    return Index(db, metric, threads, _copy=False).radius_search(
+        q, radius, exclude_self, workspace_bytes, initial_k, max_results, progress)

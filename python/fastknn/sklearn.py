@@ -1,5 +1,9 @@
 """scikit-learn estimators backed by fastknn's exact search.
 
+RadiusNeighborsClassifier, RadiusNeighborsRegressor, KNeighborsTransformer and
+RadiusNeighborsTransformer subclass scikit-learn's own classes: everything but the neighbour
+searches (kneighbors, radius_neighbors and their graphs) is scikit-learn's code.
+
     from fastknn.sklearn import KNeighborsClassifier   # instead of sklearn.neighbors'
     clf = KNeighborsClassifier(n_neighbors=5).fit(X_train, y_train)
     clf.score(X_test, y_test)
@@ -16,8 +20,9 @@ The parameters, defaults and methods are scikit-learn's (1.2). What differs:
 - float64 queries on float32 training points are answered in float64, as scikit-learn does (a
   float64 copy of the training points is made on the first such query);
 - `n_jobs` is the number of OpenMP threads (None or -1: all);
-- `radius_neighbors` and `radius_neighbors_graph` raise NotImplementedError (fastknn searches by
-  count, not by radius);
+- `radius_neighbors` and `radius_neighbors_graph` are exact (fastknn.Index.radius_search) and
+  always sorted nearest first, ties by index (scikit-learn's sort_results=False leaves the order
+  open; any order is allowed then);
 - dense input only (a sparse matrix raises TypeError).
 """
 
@@ -26,6 +31,7 @@ import warnings
 
 import numpy as np
 from scipy import sparse
+from sklearn import neighbors as _skn
 from sklearn.base import BaseEstimator, ClassifierMixin, MultiOutputMixin, RegressorMixin
 from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.multiclass import check_classification_targets
@@ -33,7 +39,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import Index
 
-__all__ = ["NearestNeighbors", "KNeighborsClassifier", "KNeighborsRegressor"]
+__all__ = ["NearestNeighbors", "KNeighborsClassifier", "KNeighborsRegressor",
+           "RadiusNeighborsClassifier", "RadiusNeighborsRegressor", "KNeighborsTransformer",
+           "RadiusNeighborsTransformer"]
 
 # scikit-learn's metric names -> (fastknn metric, how fastknn's value becomes the distance)
 _METRICS = {
@@ -89,8 +97,11 @@ def _get_weights(dist, weights):
                      "function")
 
 
-class _FastKNNBase(BaseEstimator):
-    """fit / kneighbors / kneighbors_graph shared by the three estimators."""
+class _Searches:
+    """The neighbour searches every estimator here answers with fastknn (kneighbors,
+    radius_neighbors and their graphs) over `_fit_X`, and the preparation of its index. A
+    plain mixin (no BaseEstimator: scikit-learn's tag collection would let its defaults
+    override the tags of the scikit-learn classes some estimators build on)."""
 
     def _fit_data(self, X, y=None, **check):
         given = X
@@ -101,7 +112,8 @@ class _FastKNNBase(BaseEstimator):
                                        multi_output=True, **check)
         if not (isinstance(self.n_neighbors, numbers.Integral) and self.n_neighbors > 0):
             raise ValueError(f"Expected n_neighbors > 0. Got {self.n_neighbors!r}")
-        self.effective_metric_ = _fastknn_metric(self.metric, self.p, self.metric_params)
+        self._fastknn_metric_ = _fastknn_metric(self.metric, self.p, self.metric_params)
+        self.effective_metric_ = self._fastknn_metric_
         _threads(self.n_jobs)
         # The estimator owns its training points: a caller who changes its array after fit
         # must not get answers mixing old norms with new rows (validation copies some inputs
@@ -120,7 +132,7 @@ class _FastKNNBase(BaseEstimator):
         # scikit-learn; the index holds the other rows and kneighbors merges the two.
         self._zero_rows = None
         self._index64 = None
-        if self.effective_metric_ == "cosine":
+        if self._fastknn_metric_ == "cosine":
             zero = ~np.any(self._fit_X != 0, axis=1)
             if zero.any():
                 self._zero_rows = np.flatnonzero(zero)
@@ -132,7 +144,7 @@ class _FastKNNBase(BaseEstimator):
         X = self._fit_X if self._zero_rows is None else self._fit_X[self._nonzero_rows]
         if X.shape[0] == 0:
             return None
-        return Index(X.astype(dtype, copy=False), self.effective_metric_,
+        return Index(X.astype(dtype, copy=False), self._fastknn_metric_,
                      _threads(self.n_jobs), _copy=False)  # X is the estimator's own array
 
     def _index_for(self, dtype):
@@ -234,11 +246,7 @@ class _FastKNNBase(BaseEstimator):
         elif not isinstance(n_neighbors, numbers.Integral) or n_neighbors <= 0:
             raise ValueError(f"Expected n_neighbors > 0. Got {n_neighbors!r}")
         n_neighbors = int(n_neighbors)
-        query_is_train = X is None
-        if query_is_train:
-            Q = self._fit_X
-        else:
-            Q = self._validate_data(X, dtype=[np.float64, np.float32], order="C", reset=False)
+        Q, query_is_train = self._queries(X)
         room = self.n_samples_fit_ - (1 if query_is_train else 0)
         if n_neighbors > room:
             raise ValueError(f"Expected n_neighbors <= n_samples_fit, but n_neighbors = "
@@ -247,7 +255,7 @@ class _FastKNNBase(BaseEstimator):
         dist, ind = self._search(Q, n_neighbors, query_is_train)
         if not return_distance:
             return ind
-        if self.effective_metric_ == "cosine":
+        if self._fastknn_metric_ == "cosine":
             dist = 1.0 - dist  # similarity -> scikit-learn's cosine distance
             np.maximum(dist, 0, out=dist)
         return dist, ind
@@ -268,16 +276,106 @@ class _FastKNNBase(BaseEstimator):
         return sparse.csr_matrix((data, ind.ravel(), indptr),
                                  shape=(n_queries, self.n_samples_fit_))
 
+    def _queries(self, X):
+        """(queries, query_is_train) for a search method's X (None: the training points)."""
+        check_is_fitted(self)
+        if X is None:
+            return self._fit_X, True
+        return self._validate_data(X, dtype=[np.float64, np.float32], order="C",
+                                   reset=False), False
+
+    def _radius_rows(self, Q, radius, query_is_train):
+        """(offsets, indices, distances) of the training rows within `radius` (scikit-learn's
+        distance <= radius, in its units) of each query row, nearest first, ties by index."""
+        index, dtype = self._index_for(Q.dtype)
+        n_q = Q.shape[0]
+        if self._fastknn_metric_ != "cosine":
+            return index.radius_search(Q.astype(dtype, copy=False), radius,
+                                       exclude_self=query_is_train)
+        # Cosine: fastknn ranks by similarity s, scikit-learn's distance is 1 - s. Ask for the
+        # rows with s >= 1 - radius - margin (more than enough: 1 - s is rounded once), turn s
+        # into 1 - s as kneighbors does, keep those <= radius: a prefix of each row, as 1 - s
+        # does not decrease along it.
+        margin = 1e-4
+        per_query = [(np.empty(0, np.int64), np.empty(0, dtype)) for _ in range(n_q)]
+        q_zero = ~np.any(Q != 0, axis=1)
+        if index is not None and (~q_zero).any():
+            nz_q = np.flatnonzero(~q_zero)
+            if query_is_train:
+                off, ind, sim = index.radius_search(self._fit_X[self._nonzero_rows]
+                                                    if self._zero_rows is not None
+                                                    else self._fit_X,
+                                                    1.0 - radius - margin, exclude_self=True)
+                rows_of = (np.searchsorted(self._nonzero_rows, nz_q)
+                           if self._zero_rows is not None else nz_q)
+            else:
+                off, ind, sim = index.radius_search(Q[nz_q].astype(dtype, copy=False),
+                                                    1.0 - radius - margin)
+                rows_of = np.arange(nz_q.size)
+            dist = 1.0 - sim
+            np.maximum(dist, 0, out=dist)
+            train_of = self._nonzero_rows if self._zero_rows is not None else None
+            for qi, r in zip(nz_q, rows_of):
+                lo, hi = off[r], off[r + 1]
+                keep = np.count_nonzero(dist[lo:hi] <= radius)
+                i = ind[lo:lo + keep]
+                per_query[qi] = (i if train_of is None else train_of[i], dist[lo:lo + keep])
+        # Pairs with a row of zeros are at distance 1 (scikit-learn's convention).
+        if radius >= 1 and (self._zero_rows is not None or q_zero.any()):
+            everything = np.arange(self.n_samples_fit_)
+            for qi in range(n_q):
+                extra = everything if q_zero[qi] else (
+                    self._zero_rows if self._zero_rows is not None else everything[:0])
+                if query_is_train:
+                    extra = extra[extra != qi]
+                i = np.concatenate([per_query[qi][0], extra])
+                d = np.concatenate([per_query[qi][1], np.ones(extra.size, dtype)])
+                i, first = np.unique(i, return_index=True)  # a pair counted twice
+                d = d[first]
+                o = np.lexsort((i, d))
+                per_query[qi] = (i[o], d[o])
+        counts = np.array([p[0].size for p in per_query], dtype=np.int64)
+        off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        ind = np.concatenate([p[0] for p in per_query]) if n_q else np.empty(0, np.int64)
+        dist = np.concatenate([p[1] for p in per_query]) if n_q else np.empty(0, dtype)
+        return off, ind.astype(np.int64, copy=False), dist.astype(dtype, copy=False)
+
     def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False):
-        """Not implemented: fastknn searches by count (kneighbors), not by radius."""
-        raise NotImplementedError("fastknn searches by neighbour count; radius_neighbors is not "
-                                  "implemented (use sklearn.neighbors for radius queries)")
+        """Distances and indices of the training points within `radius` of each row of X
+        (X=None: of each training point, itself excluded): arrays of arrays, as scikit-learn
+        returns them, always sorted nearest first (ties by index)."""
+        if sort_results and not return_distance:
+            raise ValueError("return_distance must be True if sort_results is True.")
+        Q, query_is_train = self._queries(X)
+        if radius is None:
+            radius = self.radius
+        off, ind, dist = self._radius_rows(Q, float(radius), query_is_train)
+        n_q = Q.shape[0]
+        neigh_ind = np.empty(n_q, dtype=object)
+        neigh_ind[:] = np.split(ind, off[1:-1])
+        if not return_distance:
+            return neigh_ind
+        neigh_dist = np.empty(n_q, dtype=object)
+        neigh_dist[:] = np.split(dist, off[1:-1])
+        return neigh_dist, neigh_ind
 
     def radius_neighbors_graph(self, X=None, radius=None, mode="connectivity",
                                sort_results=False):
-        """Not implemented: fastknn searches by count (kneighbors_graph), not by radius."""
-        raise NotImplementedError("fastknn searches by neighbour count; radius_neighbors_graph "
-                                  "is not implemented")
+        """Sparse (n_queries, n_samples_fit) graph of the training points within `radius`
+        (CSR, each row nearest first)."""
+        if mode not in ("connectivity", "distance"):
+            raise ValueError(f'Unsupported mode, must be one of "connectivity", or "distance" '
+                             f'but got "{mode}" instead')
+        Q, query_is_train = self._queries(X)
+        if radius is None:
+            radius = self.radius
+        off, ind, dist = self._radius_rows(Q, float(radius), query_is_train)
+        data = np.ones(ind.size) if mode == "connectivity" else dist
+        return sparse.csr_matrix((data, ind, off), shape=(Q.shape[0], self.n_samples_fit_))
+
+
+class _FastKNNBase(_Searches, BaseEstimator):
+    """The estimators written here (NearestNeighbors, KNeighborsClassifier/Regressor)."""
 
 
 class NearestNeighbors(_FastKNNBase):
@@ -401,3 +499,53 @@ class KNeighborsRegressor(MultiOutputMixin, RegressorMixin, _SupervisedBase):
             for j in range(y.shape[1]):
                 pred[:, j] = np.sum(y[ind, j] * weights, axis=1) / denom
         return pred.ravel() if self._y.ndim == 1 else pred
+
+
+class _OnScikitLearn(_Searches):
+    """The estimators built on scikit-learn's own classes: its fit (validation, targets,
+    outlier labels, attributes), predict and transform run as they are; the neighbour searches
+    they call (kneighbors, radius_neighbors and their graphs) are fastknn's. Its fit runs with
+    algorithm="brute" (no tree is built: fastknn searches; the parameter is restored)."""
+
+    def fit(self, X, y=None):
+        """Stores the training points (and targets) as scikit-learn does, and prepares
+        fastknn's search over them."""
+        self._fastknn_metric_ = _fastknn_metric(self.metric, self.p, self.metric_params)
+        _threads(self.n_jobs)
+        given = X
+        X = self._validate_data(X, dtype=[np.float64, np.float32], order="C")
+        algorithm = self.algorithm
+        self.algorithm = "brute"
+        try:
+            super().fit(X, y)
+        finally:
+            self.algorithm = algorithm
+        X = self._fit_X
+        if isinstance(given, np.ndarray) and np.may_share_memory(X, given):
+            X = X.copy()  # the estimator owns its training points (see _fit_data)
+        X.flags.writeable = False
+        self._fit_X = X
+        self._build_index()
+        return self
+
+
+class RadiusNeighborsClassifier(_OnScikitLearn, _skn.RadiusNeighborsClassifier):
+    """Vote among the training points within a radius (scikit-learn's
+    RadiusNeighborsClassifier: its parameters, outlier labels and vote), exact, by fastknn."""
+
+
+class RadiusNeighborsRegressor(_OnScikitLearn, _skn.RadiusNeighborsRegressor):
+    """Mean target of the training points within a radius (scikit-learn's
+    RadiusNeighborsRegressor), exact, by fastknn."""
+
+
+class KNeighborsTransformer(_OnScikitLearn, _skn.KNeighborsTransformer):
+    """The sparse graph of each point's k nearest training points (scikit-learn's
+    KNeighborsTransformer, for TSNE, Isomap, SpectralEmbedding, DBSCAN with
+    metric="precomputed"), exact, by fastknn."""
+
+
+class RadiusNeighborsTransformer(_OnScikitLearn, _skn.RadiusNeighborsTransformer):
+    """The sparse graph of the training points within a radius of each point
+    (scikit-learn's RadiusNeighborsTransformer), exact, by fastknn."""
+

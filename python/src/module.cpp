@@ -1,5 +1,6 @@
-// fastknn's Python binding (module fastknn._core): fastknn::search and fastknn::Index on numpy
-// arrays. The Python package (python/fastknn/__init__.py) wraps it; see docs/python.md.
+// fastknn's Python binding (module fastknn._core): fastknn::search, fastknn::radius_search and
+// fastknn::Index on numpy arrays. The Python package (python/fastknn/__init__.py) wraps it; see
+// docs/python.md.
 //
 // Arrays: float32 or float64, 2-D (other dtypes are refused; the Python package converts what
 // it can convert exactly). A C-ordered (row-major) or F-ordered (column-major) database is
@@ -249,18 +250,7 @@ public:
           else
           {
             using T = typename I::value_type;
-            // Queries in the database's dtype, C-ordered (numpy copies otherwise); never
-            // rounded here (the package rounds only where that is exact).
-            bool const q_double = queries.dtype().equal(py::dtype::of<double>());
-            if (!q_double && !queries.dtype().equal(py::dtype::of<float>()))
-              throw fastknn::Error("the queries must be float32 or float64, got " +
-                                   std::string(py::str(queries.dtype())));
-            if (std::is_same_v<T, float> && q_double)
-              throw fastknn::Error("float64 queries on a float32 index would be rounded; "
-                                   "convert them (fastknn.Index.search does so where exact)");
-            auto q = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(queries);
-            if (!q)
-              throw fastknn::Error("the queries could not be converted to the database's dtype");
+            auto q = queries_as<T>(queries);
             auto qv = as_view<T, Kokkos::LayoutRight>(q, "fastknn::python::queries");
             auto const t0 = std::chrono::steady_clock::now();
             auto found =
@@ -284,12 +274,80 @@ public:
     return out;
   }
 
+  /// (offsets, indices, distances) of the rows within `radius` of each query (compressed rows,
+  /// int64 offsets and indices, distances in the database's dtype).
+  py::tuple radius_search(py::array queries, double radius, bool exclude_self,
+                          std::size_t workspace_bytes, int initial_k, std::size_t max_results,
+                          py::object const &progress) const
+  {
+    check_2d(queries, "the queries");
+    fastknn::RadiusOptions options;
+    options.metric = _metric;
+    options.exclude_self = exclude_self;
+    if (workspace_bytes > 0)
+      options.workspace_bytes = workspace_bytes;
+    options.initial_k = initial_k;
+    options.max_results = max_results;
+    Space const space = space_for(_threads);
+    return std::visit(
+        [&](auto const &index) -> py::tuple
+        {
+          using I = std::remove_cvref_t<decltype(index)>;
+          if constexpr (std::is_same_v<I, std::monostate>)
+            throw fastknn::Error("the index is closed");
+          else
+          {
+            using T = typename I::value_type;
+            auto q = queries_as<T>(queries);
+            auto qv = as_view<T, Kokkos::LayoutRight>(q, "fastknn::python::queries");
+            auto found =
+                guarded(options, progress,
+                        [&] { return fastknn::radius_search(space, index, qv, radius, options); });
+            auto off = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.offsets);
+            auto idx = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.indices);
+            auto dist = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.distances);
+            py::array_t<std::int64_t> o(off.extent(0)), i(idx.extent(0));
+            py::array_t<T> d(dist.extent(0));
+            auto om = o.template mutable_unchecked<1>();
+            auto im = i.template mutable_unchecked<1>();
+            auto dm = d.template mutable_unchecked<1>();
+            for (std::size_t r = 0; r < off.extent(0); ++r)
+              om(r) = std::int64_t(off(r));
+            for (std::size_t r = 0; r < idx.extent(0); ++r)
+            {
+              im(r) = idx(r);
+              dm(r) = dist(r);
+            }
+            return py::make_tuple(o, i, d);
+          }
+        },
+        _index);
+  }
+
   std::size_t size() const { return _array.shape(0); }
   std::size_t dimension() const { return _array.shape(1); }
   std::string metric() const { return std::string(fastknn::metric_name(_metric)); }
   py::dtype dtype() const { return _array.dtype(); }
 
 private:
+  /// The queries in the database's dtype T, C-ordered (numpy copies otherwise); never rounded
+  /// here (the package rounds only where that is exact).
+  template <class T>
+  static py::array_t<T> queries_as(py::array const &queries)
+  {
+    bool const q_double = queries.dtype().equal(py::dtype::of<double>());
+    if (!q_double && !queries.dtype().equal(py::dtype::of<float>()))
+      throw fastknn::Error("the queries must be float32 or float64, got " +
+                           std::string(py::str(queries.dtype())));
+    if (std::is_same_v<T, float> && q_double)
+      throw fastknn::Error("float64 queries on a float32 index would be rounded; "
+                           "convert them (fastknn.Index.search does so where exact)");
+    auto q = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(queries);
+    if (!q)
+      throw fastknn::Error("the queries could not be converted to the database's dtype");
+    return q;
+  }
+
   template <class T, class Layout>
   using IndexOf = fastknn::Index<Space, SpaceView<T, Layout>>;
   py::array _array;
@@ -334,6 +392,9 @@ PYBIND11_MODULE(_core, m)
       .def("search", &PyIndex::search, py::arg("queries"), py::arg("k"),
            py::arg("exclude_self") = false, py::arg("workspace_bytes") = 0,
            py::arg("progress") = py::none(), py::arg("stats") = py::none())
+      .def("radius_search", &PyIndex::radius_search, py::arg("queries"), py::arg("radius"),
+           py::arg("exclude_self") = false, py::arg("workspace_bytes") = 0,
+           py::arg("initial_k") = 32, py::arg("max_results") = 0, py::arg("progress") = py::none())
       .def_property_readonly("size", &PyIndex::size)
       .def_property_readonly("dimension", &PyIndex::dimension)
       .def_property_readonly("metric", &PyIndex::metric)

@@ -272,8 +272,6 @@ def test_estimators_pickle_params_and_graph():
     gs = skn.NearestNeighbors(n_neighbors=2).fit(x).kneighbors_graph(
         digits.data[500:510], mode="distance").toarray()
     np.testing.assert_allclose(np.sort(g, 1), np.sort(gs, 1), rtol=1e-9)
-    with pytest.raises(NotImplementedError):
-        nn.radius_neighbors(x[:2])
     for bad in (dict(metric="chebyshev"), dict(p=3), dict(metric_params={"w": 1})):
         with pytest.raises(ValueError, match="not supported by fastknn"):
             NearestNeighbors(**bad).fit(x)
@@ -422,3 +420,162 @@ def test_strided_float16_bool_integer_inputs_and_threads():
     np.testing.assert_array_equal(one[1], two[1])
     np.testing.assert_array_equal(one[0], two[0])
     assert_matches_reference(big, big[:200], 10, "l2", *one)
+
+
+@pytest.mark.parametrize("metric", ["l2", "sqeuclidean", "l1", "ip", "cosine"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_radius_search_matches_reference(metric, dtype):
+    rng = np.random.default_rng(11)
+    db = np.asarray(rng.integers(-3, 4, size=(400, 7)), dtype=dtype)
+    q = np.asarray(rng.integers(-3, 4, size=(50, 7)), dtype=dtype)
+    db[~db.any(1), 0] = 1
+    q[~q.any(1), 0] = 1
+    s, order = reference(db, q, metric)
+    sim = metric in ("ip", "cosine")
+    # Integer scores are exact: a radius on an attained value puts rows on the boundary (they
+    # are inside). Cosine's are not: its thresholds lie between values.
+    radii = {"l2": [0.0, np.sqrt(10.0), np.sqrt(30.0)], "sqeuclidean": [0.0, 10.0, 30.0],
+             "l1": [0.0, 6.0, 11.0], "ip": [20.0, 5.0, 0.0],
+             "cosine": [0.9 + 2.0 ** -12, 0.5 + 2.0 ** -12, -0.3 + 2.0 ** -12]}[metric]
+    index = fastknn.Index(db, metric=metric)
+    for radius in radii:
+        for initial_k in (1, 32):
+            off, ind, dist = index.radius_search(q, radius, initial_k=initial_k)
+            assert off.dtype == np.int64 and ind.dtype == np.int64 and dist.dtype == dtype
+            assert off[0] == 0 and off[-1] == ind.size == dist.size
+            for i in range(len(q)):
+                ranked = order[i]
+                value = (-s[i] if sim else s[i])[ranked]
+                # Decided on the value returned (the exact score rounded to the dtype), in
+                # float64 (numpy would round the radius to float32 against a float32 array).
+                got = value.astype(dtype).astype(np.float64)
+                count = np.count_nonzero(got >= radius if sim else got <= radius)
+                assert off[i + 1] - off[i] == count, (radius, i)
+                mine, mine_d = ind[off[i]:off[i + 1]], dist[off[i]:off[i + 1]]
+                if metric != "cosine":  # integer data: exact values, the exact order
+                    np.testing.assert_array_equal(mine, ranked[:count])
+                    np.testing.assert_array_equal(mine_d, got[:count])
+                    continue
+                # Cosine: the radius lies between values; the reference's rounding may differ
+                # by an ulp from the specified score's, so the order is checked on the
+                # library's own values (best first, ties by index), each within the band.
+                assert set(mine) == set(ranked[:count])
+                assert all((-mine_d[j], mine[j]) < (-mine_d[j + 1], mine[j + 1])
+                           for j in range(count - 1))
+                want = -s[i][mine]
+                nonzero = want != 0
+                np.testing.assert_array_equal(mine_d[~nonzero], 0)
+                assert_values(mine_d[nonzero], want[nonzero],
+                              magnitude(db, q[i:i + 1], metric)[0][mine][nonzero], 7)
+    # exclude_self, and the module-level function.
+    off, ind, _ = fastknn.radius_search(db, db, 2.0, metric="l1", exclude_self=True)
+    assert not any(i in ind[off[i]:off[i + 1]] for i in range(len(db)))
+    off2, ind2, _ = fastknn.radius_search(db, db, 2.0, metric="l1")
+    assert off2[-1] - off[-1] == len(db)  # every row is inside at distance 0 from itself
+    with pytest.raises(fastknn.Error, match="max_results"):
+        index.radius_search(q, 1e9 if not sim else -1e9, max_results=10)
+    with pytest.raises(fastknn.Error, match="NaN"):
+        index.radius_search(q, float("nan"))
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "manhattan", "cosine", "sqeuclidean"])
+def test_radius_neighbors_as_sklearn(metric):
+    digits = load_digits()
+    x, xt = digits.data[:900], digits.data[900:1000]
+    x[[5, 17]] = 0  # (cosine) rows of zeros: at distance 1 from everything
+    xt[3] = 0
+    radius = {"euclidean": 20.0, "manhattan": 90.0, "cosine": 0.1, "sqeuclidean": 400.0}[metric]
+    ours = NearestNeighbors(radius=radius, metric=metric).fit(x)
+    theirs = skn.NearestNeighbors(radius=radius, metric=metric, algorithm="brute").fit(x)
+    for query in (xt, None):
+        d1, i1 = ours.radius_neighbors(query)
+        d2, i2 = theirs.radius_neighbors(query, sort_results=True)
+        assert len(i1) == len(i2) and sum(map(len, i1)) > 100
+        for a, b, da, db_ in zip(i1, i2, d1, d2):
+            assert sorted(a) == sorted(b)
+            np.testing.assert_allclose(da, np.sort(db_), rtol=1e-9, atol=1e-9)
+            assert all((da[j], a[j]) < (da[j + 1], a[j + 1]) for j in range(len(a) - 1))
+        g1 = ours.radius_neighbors_graph(query, mode="distance")
+        g2 = theirs.radius_neighbors_graph(query, mode="distance")
+        assert (g1 != 0).sum() == (g2 != 0).sum() or metric == "cosine"
+        np.testing.assert_allclose(g1.toarray(), g2.toarray(), atol=1e-9)
+        c1 = ours.radius_neighbors_graph(query, radius=radius / 2)
+        c2 = theirs.radius_neighbors_graph(query, radius=radius / 2)
+        assert (c1 != c2).nnz == 0
+    # Rows of zeros with a radius that reaches them (distance 1).
+    if metric == "cosine":
+        ours1 = NearestNeighbors(radius=1.0, metric=metric).fit(x)
+        theirs1 = skn.NearestNeighbors(radius=1.0, metric=metric, algorithm="brute").fit(x)
+        for query in (xt, None):
+            _, i1 = ours1.radius_neighbors(query)
+            _, i2 = theirs1.radius_neighbors(query)
+            assert all(sorted(a) == sorted(b) for a, b in zip(i1, i2))
+    with pytest.raises(ValueError, match="return_distance must be True"):
+        ours.radius_neighbors(xt, return_distance=False, sort_results=True)
+
+
+def test_radius_estimators_and_transformers_as_sklearn():
+    from fastknn.sklearn import (KNeighborsTransformer, RadiusNeighborsClassifier,
+                                 RadiusNeighborsRegressor, RadiusNeighborsTransformer)
+    digits = load_digits()
+    x, y, xt = digits.data[:1200], digits.target[:1200], digits.data[1200:]
+    for weights in ("uniform", "distance"):
+        kw = dict(radius=25.0, weights=weights, outlier_label="most_frequent")
+        ours = RadiusNeighborsClassifier(**kw).fit(x, y)
+        theirs = skn.RadiusNeighborsClassifier(**kw).fit(x, y)
+        np.testing.assert_array_equal(ours.predict(xt), theirs.predict(xt))
+        np.testing.assert_allclose(ours.predict_proba(xt), theirs.predict_proba(xt),
+                                   rtol=1e-12, atol=1e-12)
+        assert ours.algorithm == "auto" and ours._fit_method == "brute"
+        kw = dict(radius=30.0, weights=weights)
+        ours = RadiusNeighborsRegressor(**kw).fit(x, y * 1.5)
+        theirs = skn.RadiusNeighborsRegressor(**kw).fit(x, y * 1.5)
+        np.testing.assert_allclose(ours.predict(xt), theirs.predict(xt), rtol=1e-12)
+    # Rows whose k-th neighbour is tied with the next may keep different points (digits are
+    # integers: ties are common); every other row must be the same.
+    # (Mode "distance" asks for one more neighbour: the point itself when it is a training one.)
+    for mode in ("distance", "connectivity"):
+        k = 6 + (mode == "distance")
+        clean = tie_free(skn.NearestNeighbors().fit(x).kneighbors(xt, k + 1)[0])
+        clean_self = tie_free(skn.NearestNeighbors().fit(x).kneighbors(x, k + 1)[0])
+        assert clean.mean() > 0.9 and clean_self.mean() > 0.9
+        a = KNeighborsTransformer(n_neighbors=6, mode=mode).fit(x)
+        b = skn.KNeighborsTransformer(n_neighbors=6, mode=mode).fit(x)
+        assert (abs(a.transform(xt) - b.transform(xt))[clean] > 1e-9).nnz == 0
+        assert (abs(a.fit_transform(x) - b.fit_transform(x))[clean_self] > 1e-9).nnz == 0
+        a = RadiusNeighborsTransformer(radius=22.0, mode=mode).fit(x)
+        b = skn.RadiusNeighborsTransformer(radius=22.0, mode=mode).fit(x)
+        assert a.transform(xt).nnz == b.transform(xt).nnz > 1000
+        assert (abs(a.transform(xt) - b.transform(xt)) > 1e-9).nnz == 0
+    with pytest.raises(ValueError, match="not supported by fastknn"):
+        RadiusNeighborsClassifier(metric="chebyshev").fit(x, y)
+
+
+def test_pipelines_through_the_transformers_as_sklearn():
+    """DBSCAN, Isomap and TSNE on fastknn's neighbour graphs give what they give on
+    scikit-learn's (the same graphs, so the same labels and embeddings for the same seeds)."""
+    from sklearn.cluster import DBSCAN
+    from sklearn.manifold import TSNE, Isomap
+    from sklearn.pipeline import make_pipeline
+
+    from fastknn.sklearn import KNeighborsTransformer, RadiusNeighborsTransformer
+    # Jittered digits: no tied distances, so the graphs are unique (up to rounding).
+    x = load_digits().data[:600] + np.random.default_rng(3).uniform(0, 1e-3, (600, 64))
+    ours = make_pipeline(RadiusNeighborsTransformer(radius=20.0, mode="distance"),
+                         DBSCAN(eps=20.0, min_samples=5, metric="precomputed")).fit(x)
+    theirs = DBSCAN(eps=20.0, min_samples=5).fit(x)
+    labels = ours[-1].labels_
+    np.testing.assert_array_equal(labels, theirs.labels_)
+    assert len(set(labels)) > 3
+    a = make_pipeline(KNeighborsTransformer(n_neighbors=10, mode="distance"),
+                      Isomap(n_neighbors=10, metric="precomputed")).fit_transform(x)
+    b = Isomap(n_neighbors=10).fit_transform(x)
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    kw = dict(perplexity=10.0, init="random", random_state=0, n_iter=250, method="barnes_hut",
+              metric="precomputed", square_distances=True)
+    a = make_pipeline(KNeighborsTransformer(n_neighbors=31, mode="distance"),
+                      TSNE(**kw)).fit_transform(x)
+    b = make_pipeline(skn.KNeighborsTransformer(n_neighbors=31, mode="distance"),
+                      TSNE(**kw)).fit_transform(x)
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+

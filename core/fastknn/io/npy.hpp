@@ -389,18 +389,41 @@ Matrix<T> read_npy(std::string const &path, RowPart const &part = {})
   return m;
 }
 
+namespace detail
+{
+/// write_npy and write_npy_vector: `count` elements with the shape `shape` (numpy's tuple text).
+template <class T>
+void write_npy_shaped(std::string const &path, T const *data, std::size_t count,
+                      std::string const &shape);
+} // namespace detail
+
 /// Writes rows x cols elements (row-major) as a version 1.0, little-endian, C-order 2-D .npy file;
 /// returns nothing. The bytes go to `path` + ".partial" first, renamed to `path` once complete,
 /// so a failure (or a kill) never leaves a truncated file under `path`.
 template <class T>
 void write_npy(std::string const &path, T const *data, std::size_t rows, std::size_t cols)
 {
+  std::size_t const count = detail::checked_mul(rows, cols, path, "rows * cols");
+  detail::write_npy_shaped(path, data, count,
+                           "(" + std::to_string(rows) + ", " + std::to_string(cols) + ")");
+}
+
+/// Writes `count` elements as a 1-D .npy file (as write_npy).
+template <class T>
+void write_npy_vector(std::string const &path, T const *data, std::size_t count)
+{
+  detail::write_npy_shaped(path, data, count, "(" + std::to_string(count) + ",)");
+}
+
+template <class T>
+void detail::write_npy_shaped(std::string const &path, T const *data, std::size_t count,
+                              std::string const &shape)
+{
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double> ||
                     std::is_same_v<T, std::int32_t> || std::is_same_v<T, std::int64_t> ||
                     std::is_same_v<T, std::uint8_t>,
                 "write_npy supports float, double, std::int32_t, std::int64_t and std::uint8_t");
   using detail::file_error;
-  std::size_t const count = detail::checked_mul(rows, cols, path, "rows * cols");
   if (data == nullptr && count != 0)
     throw file_error(path, "write_npy got a null data pointer for " + std::to_string(count) +
                                " elements");
@@ -409,9 +432,8 @@ void write_npy(std::string const &path, T const *data, std::size_t rows, std::si
                       : std::is_same_v<T, std::int32_t> ? "<i4"
                       : std::is_same_v<T, std::int64_t> ? "<i8"
                                                         : "|u1";
-  std::string header = std::string("{'descr': '") + descr +
-                       "', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", " +
-                       std::to_string(cols) + "), }";
+  std::string header =
+      std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
   // numpy pads so the data starts on a 64-byte boundary; the header ends with '\n'.
   std::size_t const unpadded = 10 + header.size() + 1;
   header.append((64 - unpadded % 64) % 64, ' ');
