@@ -1,20 +1,22 @@
 """scikit-learn estimators backed by fastknn's exact search.
 
-RadiusNeighborsClassifier, RadiusNeighborsRegressor, KNeighborsTransformer and
-RadiusNeighborsTransformer subclass scikit-learn's own classes: everything but the neighbour
-searches (kneighbors, radius_neighbors and their graphs) is scikit-learn's code.
-
     from fastknn.sklearn import KNeighborsClassifier   # instead of sklearn.neighbors'
     clf = KNeighborsClassifier(n_neighbors=5).fit(X_train, y_train)
     clf.score(X_test, y_test)
 
-The parameters, defaults and methods are scikit-learn's (1.2). What differs:
-- the search is always fastknn's exact brute force: `algorithm` and `leaf_size` are accepted
-  and ignored (every algorithm scikit-learn offers gives the exact answer too; fastknn's ties go
-  to the smaller training index);
+The seven estimators (NearestNeighbors, KNeighborsClassifier, KNeighborsRegressor,
+RadiusNeighborsClassifier, RadiusNeighborsRegressor, KNeighborsTransformer,
+RadiusNeighborsTransformer) subclass scikit-learn's own (1.2): its parameters, fit, predict,
+predict_proba, score and transform run as they are, and the neighbour searches they call
+(kneighbors, radius_neighbors and their graphs) are fastknn's. What differs:
+- the search is always fastknn's exact brute force: `algorithm` and `leaf_size` keep their
+  meaning for scikit-learn's fit (its `_fit_method` says what it would have used) but every
+  algorithm gives the exact answer; fastknn's ties go to the smaller training index;
 - metrics: "minkowski" with p = 1 or 2, "euclidean"/"l2", "manhattan"/"cityblock"/"l1",
   "sqeuclidean" and "cosine" (1 - cosine similarity; rows of zeros are at distance 1, as in
-  scikit-learn). Others raise ValueError; `metric_params` must be None;
+  scikit-learn). Others raise ValueError after scikit-learn's own checks; `metric_params` must
+  hold nothing but p. "precomputed" (the distances given) is answered by scikit-learn's own
+  selection: there is nothing for fastknn to compute;
 - `fit` keeps its own copy of the training points: changing the caller's array afterwards does
   not change the answers (scikit-learn answers from the changed array; neither mixes the two);
 - float64 queries on float32 training points are answered in float64, as scikit-learn does (a
@@ -23,18 +25,14 @@ The parameters, defaults and methods are scikit-learn's (1.2). What differs:
 - `radius_neighbors` and `radius_neighbors_graph` are exact (fastknn.Index.radius_search) and
   always sorted nearest first, ties by index (scikit-learn's sort_results=False leaves the order
   open; any order is allowed then);
-- dense input only (a sparse matrix raises TypeError).
+- sparse input is densified (training points and queries) where the dense copy fits
+  DENSE_LIMIT_BYTES (2 GiB), and refused with a TypeError above.
 """
-
 import numbers
-import warnings
 
 import numpy as np
 from scipy import sparse
 from sklearn import neighbors as _skn
-from sklearn.base import BaseEstimator, ClassifierMixin, MultiOutputMixin, RegressorMixin
-from sklearn.exceptions import DataConversionWarning
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from . import Index
@@ -80,21 +78,23 @@ def _threads(n_jobs):
     return int(n_jobs)
 
 
-def _get_weights(dist, weights):
-    """Neighbour weights as scikit-learn computes them (None for uniform)."""
-    if weights in (None, "uniform"):
-        return None
-    if weights == "distance":
-        with np.errstate(divide="ignore"):
-            w = 1.0 / dist
-        inf_mask = np.isinf(w)
-        inf_row = np.any(inf_mask, axis=1)
-        w[inf_row] = inf_mask[inf_row]  # a query on a training point: only exact matches count
-        return w
-    if callable(weights):
-        return weights(dist)
-    raise ValueError("weights not recognized: should be 'uniform', 'distance', or a callable "
-                     "function")
+#: Sparse input is densified where the dense copy stays below this many bytes, and refused
+#: above (fastknn's kernels read dense rows).
+DENSE_LIMIT_BYTES = 2 << 30
+
+
+def _dense(X, what):
+    """X as a dense C-ordered array (sparse input converted where it fits DENSE_LIMIT_BYTES)."""
+    if not sparse.issparse(X):
+        return X
+    dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+    size = X.shape[0] * X.shape[1] * np.dtype(dtype).itemsize
+    if size > DENSE_LIMIT_BYTES:
+        raise TypeError(f"{what} are a sparse matrix whose dense form needs {size} bytes, "
+                        f"above fastknn.sklearn.DENSE_LIMIT_BYTES = {DENSE_LIMIT_BYTES}: "
+                        "fastknn searches dense rows; pass fewer rows at a time, or raise the "
+                        "limit if the memory is there")
+    return np.ascontiguousarray(X.toarray(), dtype=dtype)
 
 
 class _Searches:
@@ -102,29 +102,6 @@ class _Searches:
     radius_neighbors and their graphs) over `_fit_X`, and the preparation of its index. A
     plain mixin (no BaseEstimator: scikit-learn's tag collection would let its defaults
     override the tags of the scikit-learn classes some estimators build on)."""
-
-    def _fit_data(self, X, y=None, **check):
-        given = X
-        if y is None:
-            X = self._validate_data(X, dtype=[np.float64, np.float32], order="C")
-        else:
-            X, y = self._validate_data(X, y, dtype=[np.float64, np.float32], order="C",
-                                       multi_output=True, **check)
-        if not (isinstance(self.n_neighbors, numbers.Integral) and self.n_neighbors > 0):
-            raise ValueError(f"Expected n_neighbors > 0. Got {self.n_neighbors!r}")
-        self._fastknn_metric_ = _fastknn_metric(self.metric, self.p, self.metric_params)
-        self.effective_metric_ = self._fastknn_metric_
-        _threads(self.n_jobs)
-        # The estimator owns its training points: a caller who changes its array after fit
-        # must not get answers mixing old norms with new rows (validation copies some inputs
-        # already; copy the rest).
-        if isinstance(given, np.ndarray) and np.may_share_memory(X, given):
-            X = X.copy()
-        X.flags.writeable = False
-        self._fit_X = X
-        self.n_samples_fit_ = X.shape[0]
-        self._build_index()
-        return X, y
 
     def _build_index(self):
         # The pass over the training points every search needs runs once, here. Cosine: rows of
@@ -159,13 +136,13 @@ class _Searches:
         return self._index64, np.dtype(np.float64)
 
     def __getstate__(self):
-        state = self.__dict__.copy()
+        state = dict(super().__getstate__())  # a copy: it may be the instance dict itself
         state.pop("_index", None)  # built from _fit_X again after unpickling
         state.pop("_index64", None)
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        super().__setstate__(state)
         if "_fit_X" in state:
             self._build_index()
 
@@ -237,14 +214,24 @@ class _Searches:
                     break
         return out_s, out_i
 
+    def _given(self):
+        """True for metric="precomputed": X holds the distances, and scikit-learn's own
+        methods select from them (fastknn has nothing to compute)."""
+        return getattr(self, "_fastknn_metric_", None) == "precomputed"
+
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
         """Distances and indices of the n_neighbors nearest training points of each row of X
         (X=None: of each training point, itself excluded), nearest first."""
         check_is_fitted(self)
+        if self._given():
+            return super().kneighbors(X, n_neighbors, return_distance)
         if n_neighbors is None:
             n_neighbors = self.n_neighbors
-        elif not isinstance(n_neighbors, numbers.Integral) or n_neighbors <= 0:
-            raise ValueError(f"Expected n_neighbors > 0. Got {n_neighbors!r}")
+        elif n_neighbors <= 0:  # scikit-learn's checks and messages, in its order
+            raise ValueError(f"Expected n_neighbors > 0. Got {n_neighbors}")
+        elif not isinstance(n_neighbors, numbers.Integral):
+            raise TypeError(f"n_neighbors does not take {type(n_neighbors)} value, enter "
+                            "integer value")
         n_neighbors = int(n_neighbors)
         Q, query_is_train = self._queries(X)
         room = self.n_samples_fit_ - (1 if query_is_train else 0)
@@ -262,6 +249,8 @@ class _Searches:
 
     def kneighbors_graph(self, X=None, n_neighbors=None, mode="connectivity"):
         """Sparse (n_queries, n_samples_fit) graph of the k nearest neighbours (CSR)."""
+        if self._given():
+            return super().kneighbors_graph(X, n_neighbors, mode)
         if mode == "connectivity":
             ind = self.kneighbors(X, n_neighbors, return_distance=False)
             data = np.ones(ind.size)
@@ -281,8 +270,9 @@ class _Searches:
         check_is_fitted(self)
         if X is None:
             return self._fit_X, True
-        return self._validate_data(X, dtype=[np.float64, np.float32], order="C",
-                                   reset=False), False
+        X = self._validate_data(X, dtype=[np.float64, np.float32], order="C",
+                                accept_sparse="csr", reset=False)
+        return _dense(X, "the queries"), False
 
     def _radius_rows(self, Q, radius, query_is_train):
         """(offsets, indices, distances) of the training rows within `radius` (scikit-learn's
@@ -344,6 +334,8 @@ class _Searches:
         """Distances and indices of the training points within `radius` of each row of X
         (X=None: of each training point, itself excluded): arrays of arrays, as scikit-learn
         returns them, always sorted nearest first (ties by index)."""
+        if self._given():
+            return super().radius_neighbors(X, radius, return_distance, sort_results)
         if sort_results and not return_distance:
             raise ValueError("return_distance must be True if sort_results is True.")
         Q, query_is_train = self._queries(X)
@@ -363,6 +355,8 @@ class _Searches:
                                sort_results=False):
         """Sparse (n_queries, n_samples_fit) graph of the training points within `radius`
         (CSR, each row nearest first)."""
+        if self._given():
+            return super().radius_neighbors_graph(X, radius, mode, sort_results)
         if mode not in ("connectivity", "distance"):
             raise ValueError(f'Unsupported mode, must be one of "connectivity", or "distance" '
                              f'but got "{mode}" instead')
@@ -374,159 +368,57 @@ class _Searches:
         return sparse.csr_matrix((data, ind, off), shape=(Q.shape[0], self.n_samples_fit_))
 
 
-class _FastKNNBase(_Searches, BaseEstimator):
-    """The estimators written here (NearestNeighbors, KNeighborsClassifier/Regressor)."""
-
-
-class NearestNeighbors(_FastKNNBase):
-    """Unsupervised nearest neighbours (scikit-learn's NearestNeighbors), exact, by fastknn."""
-
-    def __init__(self, *, n_neighbors=5, radius=1.0, algorithm="auto", leaf_size=30,
-                 metric="minkowski", p=2, metric_params=None, n_jobs=None):
-        self.n_neighbors = n_neighbors
-        self.radius = radius
-        self.algorithm = algorithm
-        self.leaf_size = leaf_size
-        self.metric = metric
-        self.p = p
-        self.metric_params = metric_params
-        self.n_jobs = n_jobs
-
-    def fit(self, X, y=None):
-        """Stores X (float32 or float64, C-ordered) and prepares the search over it."""
-        self._fit_data(X)
-        return self
-
-
-class _SupervisedBase(_FastKNNBase):
-    """The parameters the classifier and the regressor share (scikit-learn's, same order)."""
-
-    def __init__(self, n_neighbors=5, *, weights="uniform", algorithm="auto", leaf_size=30, p=2,
-                 metric="minkowski", metric_params=None, n_jobs=None):
-        self.n_neighbors = n_neighbors
-        self.weights = weights
-        self.algorithm = algorithm
-        self.leaf_size = leaf_size
-        self.p = p
-        self.metric = metric
-        self.metric_params = metric_params
-        self.n_jobs = n_jobs
-
-    def _check_weights(self):
-        if not callable(self.weights):
-            _get_weights(np.ones((1, 1)), self.weights)  # raises for an unknown name
-
-
-class KNeighborsClassifier(MultiOutputMixin, ClassifierMixin, _SupervisedBase):
-    """k-nearest-neighbour vote (scikit-learn's KNeighborsClassifier), exact, by fastknn."""
-
-    def fit(self, X, y):
-        """Stores the training points and their labels (1-D, or 2-D for several outputs)."""
-        self._check_weights()
-        X, y = self._fit_data(X, y)
-        check_classification_targets(y)
-        if y.ndim == 1 or y.ndim == 2 and y.shape[1] == 1:
-            if y.ndim != 1:
-                warnings.warn("A column-vector y was passed when a 1d array was expected. "
-                              "Please change the shape of y to (n_samples,), for example "
-                              "using ravel().", DataConversionWarning, stacklevel=2)
-            self.outputs_2d_ = False
-            y = y.reshape((-1, 1))
-        else:
-            self.outputs_2d_ = True
-        self.classes_ = []
-        self._y = np.empty(y.shape, dtype=int)
-        for k in range(y.shape[1]):
-            classes, self._y[:, k] = np.unique(y[:, k], return_inverse=True)
-            self.classes_.append(classes)
-        if not self.outputs_2d_:
-            self.classes_ = self.classes_[0]
-            self._y = self._y.ravel()
-        return self
-
-    def predict_proba(self, X):
-        """Class probabilities: the (weighted) share of each class among the neighbours."""
-        dist, ind = self.kneighbors(X)
-        weights = _get_weights(dist, self.weights)
-        if weights is None:
-            weights = np.ones_like(ind, dtype=np.float64)
-        y = self._y.reshape((-1, 1)) if not self.outputs_2d_ else self._y
-        classes = [self.classes_] if not self.outputs_2d_ else self.classes_
-        rows = np.arange(ind.shape[0])
-        probabilities = []
-        for k, classes_k in enumerate(classes):
-            labels = y[:, k][ind]
-            proba = np.zeros((ind.shape[0], classes_k.size))
-            for j in range(ind.shape[1]):
-                proba[rows, labels[:, j]] += weights[:, j]
-            normaliser = proba.sum(axis=1)[:, np.newaxis]
-            normaliser[normaliser == 0.0] = 1.0
-            probabilities.append(proba / normaliser)
-        return probabilities[0] if not self.outputs_2d_ else probabilities
-
-    def predict(self, X):
-        """The class with the largest (weighted) vote; ties go to the smallest class."""
-        proba = self.predict_proba(X)
-        if not self.outputs_2d_:
-            return self.classes_.take(np.argmax(proba, axis=1))
-        return np.stack([c.take(np.argmax(p, axis=1)) for c, p in zip(self.classes_, proba)],
-                        axis=1)
-
-    def _more_tags(self):
-        return {"multilabel": True}
-
-
-class KNeighborsRegressor(MultiOutputMixin, RegressorMixin, _SupervisedBase):
-    """k-nearest-neighbour mean (scikit-learn's KNeighborsRegressor), exact, by fastknn."""
-
-    def fit(self, X, y):
-        """Stores the training points and their targets (1-D, or 2-D for several outputs)."""
-        self._check_weights()
-        X, y = self._fit_data(X, y, y_numeric=True)
-        self._y = y
-        return self
-
-    def predict(self, X):
-        """The (weighted) mean target of the neighbours."""
-        dist, ind = self.kneighbors(X)
-        weights = _get_weights(dist, self.weights)
-        y = self._y.reshape((-1, 1)) if self._y.ndim == 1 else self._y
-        if weights is None:
-            pred = np.mean(y[ind], axis=1)
-        else:
-            pred = np.empty((ind.shape[0], y.shape[1]), dtype=np.float64)
-            denom = np.sum(weights, axis=1)
-            for j in range(y.shape[1]):
-                pred[:, j] = np.sum(y[ind, j] * weights, axis=1) / denom
-        return pred.ravel() if self._y.ndim == 1 else pred
-
-
 class _OnScikitLearn(_Searches):
-    """The estimators built on scikit-learn's own classes: its fit (validation, targets,
-    outlier labels, attributes), predict and transform run as they are; the neighbour searches
-    they call (kneighbors, radius_neighbors and their graphs) are fastknn's. Its fit runs with
-    algorithm="brute" (no tree is built: fastknn searches; the parameter is restored)."""
+    """fastknn's estimators are scikit-learn's own classes with fastknn's searches: its fit
+    (parameter validation, messages, targets, outlier labels, attributes such as `_fit_method`
+    and `effective_metric_`), predict and transform run as they are and call the searches
+    above. After scikit-learn's fit, the training points become fastknn's (dense float32 or
+    float64, owned, read-only) and the metric is checked against what fastknn computes."""
 
     def fit(self, X, y=None):
         """Stores the training points (and targets) as scikit-learn does, and prepares
         fastknn's search over them."""
-        self._fastknn_metric_ = _fastknn_metric(self.metric, self.p, self.metric_params)
-        _threads(self.n_jobs)
         given = X
-        X = self._validate_data(X, dtype=[np.float64, np.float32], order="C")
-        algorithm = self.algorithm
-        self.algorithm = "brute"
-        try:
-            super().fit(X, y)
-        finally:
-            self.algorithm = algorithm
+        super().fit(X, y)
+        if self.effective_metric_ == "precomputed":
+            # The distances are given: there is nothing for fastknn to compute, and
+            # scikit-learn's own selection answers (see _Searches._given).
+            self._fastknn_metric_ = "precomputed"
+            return self
+        params = {k: v for k, v in self.effective_metric_params_.items()
+                  if k != "p" and v is not None}  # scikit-learn adds w=None to minkowski's
+        self._fastknn_metric_ = _fastknn_metric(
+            self.effective_metric_, self.effective_metric_params_.get("p", self.p), params)
+        _threads(self.n_jobs)
         X = self._fit_X
+        if sparse.issparse(X):
+            X = _dense(X, "the training points")
+        else:
+            X = np.asarray(X)  # (a tree given as X leaves a memoryview)
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)  # scikit-learn keeps integers; fastknn computes in floats
+        # The estimator owns its training points: a caller who changes its array after fit
+        # must not get answers mixing old norms with new rows.
         if isinstance(given, np.ndarray) and np.may_share_memory(X, given):
-            X = X.copy()  # the estimator owns its training points (see _fit_data)
+            X = X.copy()
+        X = np.ascontiguousarray(X)
         X.flags.writeable = False
         self._fit_X = X
+        self._tree = None  # scikit-learn's tree (where its rule built one) is never searched
         self._build_index()
         return self
+
+
+class NearestNeighbors(_OnScikitLearn, _skn.NearestNeighbors):
+    """Unsupervised nearest neighbours (scikit-learn's NearestNeighbors), exact, by fastknn."""
+
+
+class KNeighborsClassifier(_OnScikitLearn, _skn.KNeighborsClassifier):
+    """k-nearest-neighbour vote (scikit-learn's KNeighborsClassifier), exact, by fastknn."""
+
+
+class KNeighborsRegressor(_OnScikitLearn, _skn.KNeighborsRegressor):
+    """k-nearest-neighbour mean (scikit-learn's KNeighborsRegressor), exact, by fastknn."""
 
 
 class RadiusNeighborsClassifier(_OnScikitLearn, _skn.RadiusNeighborsClassifier):
@@ -548,4 +440,3 @@ class KNeighborsTransformer(_OnScikitLearn, _skn.KNeighborsTransformer):
 class RadiusNeighborsTransformer(_OnScikitLearn, _skn.RadiusNeighborsTransformer):
     """The sparse graph of the training points within a radius of each point
     (scikit-learn's RadiusNeighborsTransformer), exact, by fastknn."""
-

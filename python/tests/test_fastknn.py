@@ -579,3 +579,29 @@ def test_pipelines_through_the_transformers_as_sklearn():
                       TSNE(**kw)).fit_transform(x)
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
+
+
+def test_estimators_are_sklearn_subclasses_sparse_and_precomputed(monkeypatch):
+    import fastknn.sklearn as fs
+    from scipy import sparse as sp
+    for name in fs.__all__:
+        assert issubclass(getattr(fs, name), getattr(skn, name)), name
+    digits = load_digits()
+    x, xt = digits.data[:500], digits.data[500:560]
+    dense = fs.NearestNeighbors(n_neighbors=4, metric="cosine").fit(x)
+    csr = fs.NearestNeighbors(n_neighbors=4, metric="cosine").fit(sp.csr_matrix(x))
+    for a, b in zip(dense.kneighbors(xt), csr.kneighbors(sp.csr_matrix(xt))):
+        np.testing.assert_array_equal(a, b)
+    r1 = dense.radius_neighbors(sp.csr_matrix(xt), radius=0.05)[1]
+    r2 = csr.radius_neighbors(xt, radius=0.05)[1]
+    assert all(np.array_equal(a, b) for a, b in zip(r1, r2))
+    monkeypatch.setattr(fs, "DENSE_LIMIT_BYTES", 1000)
+    with pytest.raises(TypeError, match="DENSE_LIMIT_BYTES"):
+        fs.NearestNeighbors().fit(sp.csr_matrix(x))
+    # precomputed distances: scikit-learn's own selection answers.
+    d_train = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+    d_test = np.sqrt(((xt[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+    ours = fs.KNeighborsClassifier(3, metric="precomputed").fit(d_train, digits.target[:500])
+    theirs = skn.KNeighborsClassifier(3, metric="precomputed").fit(d_train, digits.target[:500])
+    np.testing.assert_array_equal(ours.predict(d_test), theirs.predict(d_test))
+    assert ours._fit_method == "brute" and ours.effective_metric_ == "precomputed"
