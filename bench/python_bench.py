@@ -107,10 +107,7 @@ def main():
                 runs[(lib, k)].append(res)
                 print(f"round {r + 1} k={k} {lib}: {res['seconds']:.3f} s", file=sys.stderr)
     med = lambda lib, k, key="seconds": statistics.median(x[key] for x in runs[(lib, k)])
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
-    flags = open("/proc/cpuinfo").read()
-    cls = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "generic"
+    commit, cls = provenance()
     first = runs[("fastknn", ks[0])][0]
     lines = [f"Fashion-MNIST from Python, Q = 10000 x N = 60000 x D = 784, Euclidean, float32, "
              f"{a.threads} threads, median of {a.rounds} interleaved rounds, each search in its own "
@@ -130,15 +127,28 @@ def main():
         table.append(dict(k=k, fastknn=f, sklearn=s, faiss=fa, library=lib_s, overhead=over))
         lines.append(f"| {k} | {f:.3f} | {s:.3f} | {fa:.3f} | {s / f:.2f} | {fa / f:.2f} | "
                      f"{lib_s:.3f} | {over:.4f} | {100 * over / lib_s:.2f} |")
+    save(a.out, f"{commit}-cpu-{cls}-python", lines, table, runs)
+
+
+def provenance():
+    """(short commit, CPU class) for the results and their file names."""
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    flags = open("/proc/cpuinfo").read()
+    return commit, "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "generic"
+
+
+def save(out, name, lines, table, runs):
+    """Prints the table and writes it (.md) with every run (.json) as out/<date>-<name>."""
     text = "\n".join(lines) + "\n"
     print(text)
-    os.makedirs(a.out, exist_ok=True)
-    stem = os.path.join(a.out, f"{time.strftime('%Y-%m-%d')}-{commit}-cpu-{cls}-python")
+    os.makedirs(out, exist_ok=True)
+    stem = os.path.join(out, f"{time.strftime('%Y-%m-%d')}-{name}")
     with open(stem + ".md", "w") as fh:
         fh.write(text)
     with open(stem + ".json", "w") as fh:
-        json.dump({"table": table, "runs": {f"{l}/{k}": v for (l, k), v in runs.items()}}, fh,
-                  indent=1)
+        json.dump({"table": table, "runs": {"/".join(map(str, key)): v
+                                            for key, v in runs.items()}}, fh, indent=1)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ these machines and slow OpenBLAS); fastknn's keep the environment as it is.
 """
 
 import argparse
-import gzip
 import json
 import math
 import os
@@ -23,18 +22,9 @@ import subprocess
 import sys
 import time
 
+from python_bench import provenance, read_idx, save
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-FASHION = os.environ.get("FASTKNN_FASHION_DIR", "/usr/share/datasets/fashion-mnist")
-
-
-def read_idx(name):
-    import numpy as np
-    with gzip.open(os.path.join(FASHION, name), "rb") as f:
-        b = f.read()
-    ndim = b[3]
-    dims = [int.from_bytes(b[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(b, np.uint8, offset=4 + 4 * ndim).reshape(dims[0], -1)
 
 
 def measure(lib, radius, k, queries, threads):
@@ -110,10 +100,7 @@ def main():
                 print(f"round {r + 1} radius={radius} {lib}: {res['seconds']:.3f} s",
                       file=sys.stderr)
     med = lambda lib, radius: statistics.median(x["seconds"] for x in runs[(lib, radius)])
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
-    flags = open("/proc/cpuinfo").read()
-    cls = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "generic"
+    commit, cls = provenance()
     lines = [f"Radius search from Python, Fashion-MNIST Q = {a.queries} x N = 60000 x D = 784, "
              f"Euclidean, float32, {a.threads} threads, median of {a.rounds} interleaved rounds, "
              f"each search in its own process, commit {commit}; scikit-learn brute force with "
@@ -134,15 +121,7 @@ def main():
         lines.append(f"| {radius:g} | {pairs}{'' if same else ' (sklearn differs!)'} | "
                      f"{pairs / a.queries:.1f} | {f:.3f} | {s:.3f} | {s / f:.2f} | "
                      f"{kk:.3f} (k = {ks[radius]}) | {f / kk:.2f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(a.out, exist_ok=True)
-    stem = os.path.join(a.out, f"{time.strftime('%Y-%m-%d')}-{commit}-cpu-{cls}-radius")
-    with open(stem + ".md", "w") as fh:
-        fh.write(text)
-    with open(stem + ".json", "w") as fh:
-        json.dump({"table": table, "runs": {f"{l}/{r}": v for (l, r), v in runs.items()}}, fh,
-                  indent=1)
+    save(a.out, f"{commit}-cpu-{cls}-radius", lines, table, runs)
 
 
 if __name__ == "__main__":

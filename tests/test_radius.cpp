@@ -22,12 +22,7 @@ namespace
 {
 
 template <class T>
-struct HostRows
-{
-  std::vector<std::size_t> offsets;
-  std::vector<index_type> index;
-  std::vector<T> value;
-};
+using HostRows = HostRadiusNeighbors<T>;
 
 template <class MS, class T>
 HostRows<T> rows_to_host(RadiusNeighbors<MS, T> const &found)
@@ -54,8 +49,8 @@ std::size_t check_rows(HostRows<T> const &got, std::vector<T> const &x, std::siz
 {
   REQUIRE(got.offsets.size() == nq + 1);
   REQUIRE(got.offsets[0] == 0);
-  REQUIRE(got.offsets[nq] == got.index.size());
-  REQUIRE(got.value.size() == got.index.size());
+  REQUIRE(got.offsets[nq] == got.indices.size());
+  REQUIRE(got.distances.size() == got.indices.size());
   std::size_t expected = 0, wrong = 0;
   for (std::size_t i = 0; i < nq; ++i)
   {
@@ -72,12 +67,12 @@ std::size_t check_rows(HostRows<T> const &got, std::vector<T> const &x, std::siz
       continue;
     }
     for (std::size_t j = 0; j < c; ++j)
-      if (got.index[o + j] != r.index[j] || double(got.value[o + j]) != r.value[j])
+      if (got.indices[o + j] != r.index[j] || double(got.distances[o + j]) != r.value[j])
       {
         ++wrong;
-        UNSCOPED_INFO("query " << i << " position " << j << ": row " << got.index[o + j]
-                               << " value " << got.value[o + j] << ", expected row " << r.index[j]
-                               << " value " << r.value[j]);
+        UNSCOPED_INFO("query " << i << " position " << j << ": row " << got.indices[o + j]
+                               << " value " << got.distances[o + j] << ", expected row "
+                               << r.index[j] << " value " << r.value[j]);
         break;
       }
   }
@@ -127,12 +122,12 @@ TEMPLATE_LIST_TEST_CASE("radius_search: every metric, rows on the boundary, grow
     Index<Space, std::remove_const_t<decltype(xd)>> const index(space, xd, metric);
     auto const got = rows_to_host(radius_search(space, index, qd, radius, opt));
     std::size_t const pairs = check_rows(got, x, n, q, nq, d, metric, radius, self);
-    CHECK(pairs == got.index.size());
+    CHECK(pairs == got.indices.size());
     CHECK(stats.query_tiles > 0);
     // The free function (an Index built and searched once) gives the same rows.
     auto const direct = rows_to_host(radius_search(space, xd, qd, radius, opt));
     CHECK(direct.offsets == got.offsets);
-    CHECK(direct.index == got.index);
+    CHECK(direct.indices == got.indices);
   }
 }
 
@@ -175,8 +170,7 @@ TEMPLATE_LIST_TEST_CASE("radius_search: host overload equals the View one", "[ra
   opt.metric = Metric::L1;
   auto const host =
       radius_search(space, std::span<float const>(x), std::span<float const>(q), d, 3.0, opt);
-  HostRows<float> got{host.offsets, host.indices, host.distances};
-  check_rows(got, x, n, q, nq, d, Metric::L1, 3.0, false);
+  check_rows(host, x, n, q, nq, d, Metric::L1, 3.0, false);
 }
 
 TEMPLATE_LIST_TEST_CASE("radius_search: bad input and stops leave no result", "[radius][errors]",
@@ -211,7 +205,7 @@ TEMPLATE_LIST_TEST_CASE("radius_search: bad input and stops leave no result", "[
   CHECK_THROWS_WITH(radius_search(space, index, qd, 100.0, capped),
                     ContainsSubstring("max_results = 10"));
   capped.max_results = n * n; // exactly every pair: allowed
-  CHECK(rows_to_host(radius_search(space, index, qd, 100.0, capped)).index.size() == n * n);
+  CHECK(rows_to_host(radius_search(space, index, qd, 100.0, capped)).indices.size() == n * n);
   RadiusOptions stopped = opt;
   int calls = 0;
   stopped.progress = [&](double) { return ++calls < 1; };

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <map>
 #include <new>
 #include <span>
 #include <stdexcept>
@@ -31,6 +32,7 @@
 #include <fastknn/error.hpp>
 #include <fastknn/index.hpp>
 #include <fastknn/options.hpp>
+#include <fastknn/search.hpp>
 
 namespace fastknn
 {
@@ -180,29 +182,35 @@ public:
 
   RadiusNeighbors<MS, T> run()
   {
-    std::vector<std::size_t> pending(_nq);
-    for (std::size_t q = 0; q < _nq; ++q)
-      pending[q] = q;
-    std::size_t k =
-        std::min<std::size_t>(std::size_t(_options.initial_k), std::max<std::size_t>(_most, 1));
-    while (!pending.empty() && _most > 0)
+    // The queries still to answer, by the k of their next search (round one: initial_k for
+    // all; later, each query's estimate from its previous round, see take_batch).
+    std::map<std::size_t, std::vector<std::size_t>> todo;
+    if (_most > 0)
     {
+      auto &all = todo[std::min<std::size_t>(std::size_t(_options.initial_k), _most)];
+      for (std::size_t q = 0; q < _nq; ++q)
+        all.push_back(q);
+    }
+    while (!todo.empty())
+    {
+      auto node = todo.extract(todo.begin()); // the smallest k first
+      std::size_t const k = node.key();
+      std::vector<std::size_t> const &pending = node.mapped();
       std::size_t const searched = std::min(_n, k + (_self ? 1 : 0));
       // Batches whose results (Q x searched pairs) stay within the workspace budget.
       std::size_t const batch = std::clamp<std::size_t>(
           _options.workspace_bytes /
               std::max<std::size_t>(1, searched * (sizeof(index_type) + sizeof(T))),
           1, pending.size());
-      std::vector<std::size_t> next;
       for (std::size_t b0 = 0; b0 < pending.size(); b0 += batch)
       {
         std::size_t const nb = std::min(batch, pending.size() - b0);
         Ids const ids = to_space(_space, pending, b0, nb, "fastknn::radius::batch");
-        Found const found = search_batch(ids, nb, searched, nb == _nq);
-        take_batch(found, ids, pending, b0, nb, k, next);
+        // In place when the batch is every query in order (sorted, all of them).
+        bool const identity = nb == _nq && std::is_sorted(pending.begin(), pending.end());
+        Found const found = search_batch(ids, nb, searched, identity);
+        take_batch(found, ids, pending, b0, nb, k, todo);
       }
-      pending.swap(next);
-      k = std::min(_most, 8 * k);
     }
     if (_options.progress && _reported < 1.0 && !_options.progress(1.0))
       throw Cancelled("the radius search was stopped by its progress callback");
@@ -255,13 +263,20 @@ private:
   }
 
   /// Counts the rows inside for each query of the batch (at most k); the answered ones (fewer
-  /// than k inside, or k already N) copy theirs into the pool, the others go to `next`.
+  /// than k inside, or k already N) copy theirs into the pool, the others go back to `todo`
+  /// with a larger k. That k only sets the cost, never the answer (any k gives an exact
+  /// prefix): for the distance metrics it is estimated from how the distance grows between the
+  /// (k/2)-th and the k-th row (counts ~ distance^m, m from those two), 1.25x the estimate,
+  /// between 2k and 64k; otherwise 8k.
   void take_batch(Found const &found, Ids const &ids, std::vector<std::size_t> const &pending,
-                  std::size_t b0, std::size_t nb, std::size_t k, std::vector<std::size_t> &next)
+                  std::size_t b0, std::size_t nb, std::size_t k,
+                  std::map<std::size_t, std::vector<std::size_t>> &todo)
   {
     RoundRows<MS, T> const rows{found.indices, found.distances, int(k)};
     Ids const inside(
         Kokkos::view_alloc(_space, Kokkos::WithoutInitializing, "fastknn::radius::inside"), nb);
+    Kokkos::View<double *, MS> estimate(
+        Kokkos::view_alloc(_space, Kokkos::WithoutInitializing, "fastknn::radius::estimate"), nb);
     bool const self = _self;
     Metric const metric = _index.metric();
     double const radius = _radius;
@@ -270,15 +285,25 @@ private:
         KOKKOS_LAMBDA(std::size_t b) {
           std::size_t c = 0;
           bool open = true;
+          double half = 0, last = 0;
+          int const mid = int(rows.k) / 2 - 1;
           rows.each(b, self ? long(ids(b)) : -1,
-                    [&](int, index_type, T v)
+                    [&](int j, index_type, T v)
                     {
                       open = open && within(metric, double(v), radius);
                       c += open ? 1 : 0;
+                      half = j == mid ? double(v) : half;
+                      last = double(v);
                     });
           inside(b) = c;
+          double e = 8.0 * double(rows.k);
+          if (!is_similarity(metric) && mid >= 0 && half > 0 && last > half && radius > last)
+            e = double(rows.k) *
+                Kokkos::pow(radius / last, Kokkos::log(2.0) / Kokkos::log(last / half));
+          estimate(b) = e;
         });
     auto const host_inside = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, inside);
+    auto const host_estimate = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, estimate);
     std::vector<std::size_t> at(nb, ~std::size_t(0));
     std::size_t add = 0;
     for (std::size_t b = 0; b < nb; ++b)
@@ -286,7 +311,12 @@ private:
       std::size_t const q = pending[b0 + b], c = host_inside(b);
       if (c == k && k < _most)
       {
-        next.push_back(q);
+        double want = 1.25 * host_estimate(b); // (NaN or below: 2k; above: 64k)
+        want = want >= 2.0 * double(k) ? std::min(want, 64.0 * double(k)) : 2.0 * double(k);
+        std::size_t next = 1;
+        while (double(next) < want) // a power of two: few distinct k, few searches
+          next *= 2;
+        todo[std::min(next, _most)].push_back(q);
         continue;
       }
       at[b] = _start[q] = _used + add;
@@ -459,20 +489,7 @@ requires(detail::is_space_v<ExecSpace> && (std::is_same_v<T, float> || std::is_s
                                          std::span<T const> queries, std::size_t dim, double radius,
                                          RadiusOptions const &options = {})
 {
-  detail::require(Kokkos::is_initialized(),
-                  "Kokkos is not initialised; create a Kokkos::ScopeGuard before calling "
-                  "radius_search");
-  detail::require(dim > 0, "the dimension is 0; points need at least one coordinate");
-  detail::require(database.size() % dim == 0 && queries.size() % dim == 0,
-                  "database length " + std::to_string(database.size()) + " or query length " +
-                      std::to_string(queries.size()) + " is not a multiple of the dimension " +
-                      std::to_string(dim));
-  using Unmanaged = Kokkos::View<T const **, Kokkos::LayoutRight, Kokkos::HostSpace,
-                                 Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
-  Unmanaged x(database.data(), database.size() / dim, dim);
-  Unmanaged y(queries.data(), queries.size() / dim, dim);
-  auto xd = Kokkos::create_mirror_view_and_copy(space, x);
-  auto yd = Kokkos::create_mirror_view_and_copy(space, y);
+  auto const [xd, yd] = detail::host_arrays(space, database, queries, dim, "radius_search");
   auto found = radius_search(space, xd, yd, radius, options);
   HostRadiusNeighbors<T> out;
   out.offsets.resize(found.offsets.extent(0));

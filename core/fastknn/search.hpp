@@ -17,6 +17,7 @@
 #include <span>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <fastknn/error.hpp>
@@ -62,6 +63,33 @@ struct HostNeighbors
   std::vector<T> distances;
 };
 
+namespace detail
+{
+/// The host overloads' row-major arrays, checked, as Views of `space`'s memory (copies where
+/// the space's memory is not the host's); `what` names the caller in the errors.
+template <class ExecSpace, class T>
+auto host_arrays(ExecSpace const &space, std::span<T const> database, std::span<T const> queries,
+                 std::size_t dim, char const *what)
+{
+  require(Kokkos::is_initialized(), std::string("Kokkos is not initialised; create a "
+                                                "Kokkos::ScopeGuard before calling ") +
+                                        what);
+  require(dim > 0, "the dimension is 0; points need at least one coordinate");
+  require(database.size() % dim == 0, "database length " + std::to_string(database.size()) +
+                                          " is not a multiple of the dimension " +
+                                          std::to_string(dim));
+  require(queries.size() % dim == 0, "query length " + std::to_string(queries.size()) +
+                                         " is not a multiple of the dimension " +
+                                         std::to_string(dim));
+  using Unmanaged = Kokkos::View<T const **, Kokkos::LayoutRight, Kokkos::HostSpace,
+                                 Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  Unmanaged x(database.data(), database.size() / dim, dim);
+  Unmanaged y(queries.data(), queries.size() / dim, dim);
+  return std::pair{Kokkos::create_mirror_view_and_copy(space, x),
+                   Kokkos::create_mirror_view_and_copy(space, y)};
+}
+} // namespace detail
+
 /// Host convenience overload on row-major arrays (for code that keeps its data in std::vector or
 /// NumPy-like buffers): copies them into `space`'s memory, searches there and returns Q x k
 /// neighbours, best first, as vectors. Kokkos must be initialised (e.g. by a Kokkos::ScopeGuard).
@@ -71,24 +99,10 @@ requires(detail::is_space_v<ExecSpace> && (std::is_same_v<T, float> || std::is_s
                             std::span<T const> queries, std::size_t dim, int k,
                             SearchOptions const &options = {})
 {
-  detail::require(Kokkos::is_initialized(),
-                  "Kokkos is not initialised; create a Kokkos::ScopeGuard before calling search");
-  detail::require(dim > 0, "the dimension is 0; points need at least one coordinate");
-  detail::require(database.size() % dim == 0, "database length " + std::to_string(database.size()) +
-                                                  " is not a multiple of the dimension " +
-                                                  std::to_string(dim));
-  detail::require(queries.size() % dim == 0, "query length " + std::to_string(queries.size()) +
-                                                 " is not a multiple of the dimension " +
-                                                 std::to_string(dim));
-  using Unmanaged = Kokkos::View<T const **, Kokkos::LayoutRight, Kokkos::HostSpace,
-                                 Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
-  Unmanaged x(database.data(), database.size() / dim, dim);
-  Unmanaged y(queries.data(), queries.size() / dim, dim);
-  auto xd = Kokkos::create_mirror_view_and_copy(space, x);
-  auto yd = Kokkos::create_mirror_view_and_copy(space, y);
+  auto const [xd, yd] = detail::host_arrays(space, database, queries, dim, "search");
   auto found = search(space, xd, yd, k, options);
   HostNeighbors<T> out;
-  out.queries = y.extent(0);
+  out.queries = yd.extent(0);
   out.k = k;
   out.indices.resize(out.queries * std::size_t(k));
   out.distances.resize(out.queries * std::size_t(k));

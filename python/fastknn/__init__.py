@@ -184,6 +184,13 @@ def search(database, queries, k, metric="l2", exclude_self=False, workspace_byte
     are searched in float64 (the database converted exactly), so the answer is the float64
     one and the distances are float64.
     """
+    index, q = _index_for_call(database, queries, metric, threads)
+    return index.search(q, k, exclude_self, workspace_bytes, progress, stats)
+
+
+def _index_for_call(database, queries, metric, threads):
+    """(Index, queries) for one call of search() or radius_search(): float64 queries on
+    float32 data that float32 cannot represent make the index float64 (converted exactly)."""
     db = _as_float_array(database, "the database")
     q = _as_float_array(queries, "the queries")
     if db.dtype == _np.float32 and q.dtype == _np.float64:
@@ -191,8 +198,7 @@ def search(database, queries, k, metric="l2", exclude_self=False, workspace_byte
             q = _queries_for(q, db.dtype)
         except Error:
             db = db.astype(_np.float64)
-    return Index(db, metric, threads, _copy=False).search(q, k, exclude_self, workspace_bytes,
-                                                          progress, stats)
+    return Index(db, metric, threads, _copy=False), q
 
 
 def radius_search(database, queries, radius, metric="l2", exclude_self=False,
@@ -200,12 +206,6 @@ def radius_search(database, queries, radius, metric="l2", exclude_self=False,
                   threads=None):
     """(offsets, indices, distances) of the rows of `database` within `radius` of each row of
     `queries`: one call of Index(database, metric, threads).radius_search(...); see there."""
-    db = _as_float_array(database, "the database")
-    q = _as_float_array(queries, "the queries")
-    if db.dtype == _np.float32 and q.dtype == _np.float64:
-        try:
-            q = _queries_for(q, db.dtype)
-        except Error:
-            db = db.astype(_np.float64)
-    return Index(db, metric, threads, _copy=False).radius_search(
-        q, radius, exclude_self, workspace_bytes, initial_k, max_results, progress)
+    index, q = _index_for_call(database, queries, metric, threads)
+    return index.radius_search(q, radius, exclude_self, workspace_bytes, initial_k, max_results,
+                               progress)

@@ -22,9 +22,9 @@ predict_proba, score and transform run as they are, and the neighbour searches t
 - float64 queries on float32 training points are answered in float64, as scikit-learn does (a
   float64 copy of the training points is made on the first such query);
 - `n_jobs` is the number of OpenMP threads (None or -1: all);
-- `radius_neighbors` and `radius_neighbors_graph` are exact (fastknn.Index.radius_search) and
-  always sorted nearest first, ties by index (scikit-learn's sort_results=False leaves the order
-  open; any order is allowed then);
+- `radius_neighbors` and `radius_neighbors_graph` are exact (fastknn.Index.radius_search):
+  with sort_results nearest first, ties by index; without, by index (as scikit-learn's brute
+  force leaves them);
 - sparse input is densified (training points and queries) where the dense copy fits
   DENSE_LIMIT_BYTES (2 GiB), and refused with a TypeError above.
 """
@@ -274,9 +274,17 @@ class _Searches:
                                 accept_sparse="csr", reset=False)
         return _dense(X, "the queries"), False
 
-    def _radius_rows(self, Q, radius, query_is_train):
+    def _radius_rows(self, Q, radius, query_is_train, sort_results):
         """(offsets, indices, distances) of the training rows within `radius` (scikit-learn's
-        distance <= radius, in its units) of each query row, nearest first, ties by index."""
+        distance <= radius, in its units) of each query row: nearest first, ties by index
+        (sort_results), or by index as scikit-learn's brute force leaves them."""
+        off, ind, dist = self._radius_rows_sorted(Q, radius, query_is_train)
+        if not sort_results and ind.size:
+            order = np.lexsort((ind, np.repeat(np.arange(off.size - 1), np.diff(off))))
+            ind, dist = ind[order], dist[order]
+        return off, ind, dist
+
+    def _radius_rows_sorted(self, Q, radius, query_is_train):
         index, dtype = self._index_for(Q.dtype)
         n_q = Q.shape[0]
         if self._fastknn_metric_ != "cosine":
@@ -333,7 +341,8 @@ class _Searches:
     def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False):
         """Distances and indices of the training points within `radius` of each row of X
         (X=None: of each training point, itself excluded): arrays of arrays, as scikit-learn
-        returns them, always sorted nearest first (ties by index)."""
+        returns them; sorted nearest first (ties by index) with sort_results, otherwise by
+        index (the order scikit-learn's brute force leaves)."""
         if self._given():
             return super().radius_neighbors(X, radius, return_distance, sort_results)
         if sort_results and not return_distance:
@@ -341,7 +350,7 @@ class _Searches:
         Q, query_is_train = self._queries(X)
         if radius is None:
             radius = self.radius
-        off, ind, dist = self._radius_rows(Q, float(radius), query_is_train)
+        off, ind, dist = self._radius_rows(Q, float(radius), query_is_train, sort_results)
         n_q = Q.shape[0]
         neigh_ind = np.empty(n_q, dtype=object)
         neigh_ind[:] = np.split(ind, off[1:-1])
@@ -354,7 +363,7 @@ class _Searches:
     def radius_neighbors_graph(self, X=None, radius=None, mode="connectivity",
                                sort_results=False):
         """Sparse (n_queries, n_samples_fit) graph of the training points within `radius`
-        (CSR, each row nearest first)."""
+        (CSR; each row nearest first with sort_results, otherwise by index)."""
         if self._given():
             return super().radius_neighbors_graph(X, radius, mode, sort_results)
         if mode not in ("connectivity", "distance"):
@@ -363,7 +372,7 @@ class _Searches:
         Q, query_is_train = self._queries(X)
         if radius is None:
             radius = self.radius
-        off, ind, dist = self._radius_rows(Q, float(radius), query_is_train)
+        off, ind, dist = self._radius_rows(Q, float(radius), query_is_train, sort_results)
         data = np.ones(ind.size) if mode == "connectivity" else dist
         return sparse.csr_matrix((data, ind, off), shape=(Q.shape[0], self.n_samples_fit_))
 

@@ -241,26 +241,18 @@ public:
     options.stats = &st;
     Space const space = space_for(_threads);
     double search_seconds = 0; // the library's search alone (no conversion, no numpy output)
-    py::tuple out = std::visit(
-        [&](auto const &index) -> py::tuple
+    py::tuple out = with_queries(
+        queries,
+        [&](auto const &index, auto const &qv) -> py::tuple
         {
-          using I = std::remove_cvref_t<decltype(index)>;
-          if constexpr (std::is_same_v<I, std::monostate>)
-            throw fastknn::Error("the index is closed");
-          else
-          {
-            using T = typename I::value_type;
-            auto q = queries_as<T>(queries);
-            auto qv = as_view<T, Kokkos::LayoutRight>(q, "fastknn::python::queries");
-            auto const t0 = std::chrono::steady_clock::now();
-            auto found =
-                guarded(options, progress, [&] { return index.search(space, qv, k, options); });
-            search_seconds =
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            return to_numpy<T>(found);
-          }
-        },
-        _index);
+          using T = typename std::remove_cvref_t<decltype(index)>::value_type;
+          auto const t0 = std::chrono::steady_clock::now();
+          auto found =
+              guarded(options, progress, [&] { return index.search(space, qv, k, options); });
+          search_seconds =
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          return to_numpy<T>(found);
+        });
     if (!stats_out.is_none())
     {
       py::dict stats = stats_out.cast<py::dict>();
@@ -289,39 +281,31 @@ public:
     options.initial_k = initial_k;
     options.max_results = max_results;
     Space const space = space_for(_threads);
-    return std::visit(
-        [&](auto const &index) -> py::tuple
+    return with_queries(
+        queries,
+        [&](auto const &index, auto const &qv) -> py::tuple
         {
-          using I = std::remove_cvref_t<decltype(index)>;
-          if constexpr (std::is_same_v<I, std::monostate>)
-            throw fastknn::Error("the index is closed");
-          else
+          using T = typename std::remove_cvref_t<decltype(index)>::value_type;
+          auto found =
+              guarded(options, progress,
+                      [&] { return fastknn::radius_search(space, index, qv, radius, options); });
+          auto off = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.offsets);
+          auto idx = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.indices);
+          auto dist = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.distances);
+          py::array_t<std::int64_t> o(off.extent(0)), i(idx.extent(0));
+          py::array_t<T> d(dist.extent(0));
+          auto om = o.template mutable_unchecked<1>();
+          auto im = i.template mutable_unchecked<1>();
+          auto dm = d.template mutable_unchecked<1>();
+          for (std::size_t r = 0; r < off.extent(0); ++r)
+            om(r) = std::int64_t(off(r));
+          for (std::size_t r = 0; r < idx.extent(0); ++r)
           {
-            using T = typename I::value_type;
-            auto q = queries_as<T>(queries);
-            auto qv = as_view<T, Kokkos::LayoutRight>(q, "fastknn::python::queries");
-            auto found =
-                guarded(options, progress,
-                        [&] { return fastknn::radius_search(space, index, qv, radius, options); });
-            auto off = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.offsets);
-            auto idx = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.indices);
-            auto dist = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.distances);
-            py::array_t<std::int64_t> o(off.extent(0)), i(idx.extent(0));
-            py::array_t<T> d(dist.extent(0));
-            auto om = o.template mutable_unchecked<1>();
-            auto im = i.template mutable_unchecked<1>();
-            auto dm = d.template mutable_unchecked<1>();
-            for (std::size_t r = 0; r < off.extent(0); ++r)
-              om(r) = std::int64_t(off(r));
-            for (std::size_t r = 0; r < idx.extent(0); ++r)
-            {
-              im(r) = idx(r);
-              dm(r) = dist(r);
-            }
-            return py::make_tuple(o, i, d);
+            im(r) = idx(r);
+            dm(r) = dist(r);
           }
-        },
-        _index);
+          return py::make_tuple(o, i, d);
+        });
   }
 
   std::size_t size() const { return _array.shape(0); }
@@ -346,6 +330,27 @@ private:
     if (!q)
       throw fastknn::Error("the queries could not be converted to the database's dtype");
     return q;
+  }
+
+  /// Calls f(index, queries) with the index and the queries as a View of its value type
+  /// (queries_as, as_view); Error when the index is closed.
+  template <class F>
+  py::tuple with_queries(py::array const &queries, F &&f) const
+  {
+    return std::visit(
+        [&](auto const &index) -> py::tuple
+        {
+          using I = std::remove_cvref_t<decltype(index)>;
+          if constexpr (std::is_same_v<I, std::monostate>)
+            throw fastknn::Error("the index is closed");
+          else
+          {
+            using T = typename I::value_type;
+            auto q = queries_as<T>(queries);
+            return f(index, as_view<T, Kokkos::LayoutRight>(q, "fastknn::python::queries"));
+          }
+        },
+        _index);
   }
 
   template <class T, class Layout>

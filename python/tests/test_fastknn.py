@@ -488,13 +488,19 @@ def test_radius_neighbors_as_sklearn(metric):
     ours = NearestNeighbors(radius=radius, metric=metric).fit(x)
     theirs = skn.NearestNeighbors(radius=radius, metric=metric, algorithm="brute").fit(x)
     for query in (xt, None):
-        d1, i1 = ours.radius_neighbors(query)
+        d1, i1 = ours.radius_neighbors(query, sort_results=True)
         d2, i2 = theirs.radius_neighbors(query, sort_results=True)
         assert len(i1) == len(i2) and sum(map(len, i1)) > 100
         for a, b, da, db_ in zip(i1, i2, d1, d2):
             assert sorted(a) == sorted(b)
             np.testing.assert_allclose(da, np.sort(db_), rtol=1e-9, atol=1e-9)
             assert all((da[j], a[j]) < (da[j + 1], a[j + 1]) for j in range(len(a) - 1))
+        # Without sort_results: by index, as scikit-learn's brute force leaves them.
+        d1, i1 = ours.radius_neighbors(query)
+        d2, i2 = theirs.radius_neighbors(query)
+        for a, b, da, db_ in zip(i1, i2, d1, d2):
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_allclose(da, db_, rtol=1e-9, atol=1e-9)
         g1 = ours.radius_neighbors_graph(query, mode="distance")
         g2 = theirs.radius_neighbors_graph(query, mode="distance")
         assert (g1 != 0).sum() == (g2 != 0).sum() or metric == "cosine"
