@@ -217,7 +217,8 @@ public:
     return compress();
   }
 
-private:
+  // (The steps below are public: nvcc refuses extended lambdas in private member functions.)
+
   /// The k search of one batch of queries (`ids`; the queries in place when they are all).
   Found search_batch(Ids const &ids, std::size_t nb, std::size_t searched, bool all)
   {
@@ -401,6 +402,7 @@ private:
     return out;
   }
 
+private:
   ExecSpace _space;
   Index<ExecSpace, DatabaseView> const &_index;
   QueryView _queries;
