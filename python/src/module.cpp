@@ -233,10 +233,7 @@ public:
   {
     check_2d(queries, "the queries");
     fastknn::SearchOptions options;
-    options.metric = _metric;
-    options.exclude_self = exclude_self;
-    if (workspace_bytes > 0)
-      options.workspace_bytes = workspace_bytes;
+    set_options(options, exclude_self, workspace_bytes);
     fastknn::SearchStats st;
     options.stats = &st;
     Space const space = space_for(_threads);
@@ -274,10 +271,7 @@ public:
   {
     check_2d(queries, "the queries");
     fastknn::RadiusOptions options;
-    options.metric = _metric;
-    options.exclude_self = exclude_self;
-    if (workspace_bytes > 0)
-      options.workspace_bytes = workspace_bytes;
+    set_options(options, exclude_self, workspace_bytes);
     options.initial_k = initial_k;
     options.max_results = max_results;
     Space const space = space_for(_threads);
@@ -330,6 +324,16 @@ private:
     if (!q)
       throw fastknn::Error("the queries could not be converted to the database's dtype");
     return q;
+  }
+
+  /// The options both searches take from Python (workspace_bytes 0: the default).
+  void set_options(fastknn::SearchOptions &options, bool exclude_self,
+                   std::size_t workspace_bytes) const
+  {
+    options.metric = _metric;
+    options.exclude_self = exclude_self;
+    if (workspace_bytes > 0)
+      options.workspace_bytes = workspace_bytes;
   }
 
   /// Calls f(index, queries) with the index and the queries as a View of its value type
