@@ -121,8 +121,8 @@ Comparison compare_with_reference(HostResult<T> const &r, std::vector<T> const &
   for (std::size_t i = 0; i < r.q; ++i)
   {
     T const *qi = q.data() + i * d;
-    Ranked const ref =
-        spec_rank<T>(x.data(), n, d, qi, opt.metric, opt.exclude_self ? i : std::size_t(-1));
+    Ranked const ref = spec_rank<T>(x.data(), n, d, qi, opt.metric,
+                                    opt.exclude_self ? i : std::size_t(-1), opt.minkowski_p);
     for (int j = 0; j < r.k; ++j)
     {
       ++c.checked;
@@ -140,7 +140,8 @@ Comparison compare_with_reference(HostResult<T> const &r, std::vector<T> const &
       }
       // The specification against the mathematics: the specified double (before its rounding
       // to T) within its rounding bound of the long double truth.
-      SpecCheck const s = check_spec(opt.metric, qi, x.data() + std::size_t(want) * d, d);
+      SpecCheck const s =
+          check_spec(opt.metric, qi, x.data() + std::size_t(want) * d, d, opt.minkowski_p);
       if (!s.ok)
       {
         ++c.bad_value;

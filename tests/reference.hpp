@@ -40,7 +40,7 @@ RowMatrix to_eigen(std::vector<T> const &v, std::size_t rows, std::size_t cols)
 /// Values (in the metric's reported units) of query row qi against every database row, in
 /// float64 direct differences (Eigen's order of summation).
 inline Eigen::VectorXd reference_values(RowMatrix const &x, RowMatrix const &q, std::size_t qi,
-                                        Metric metric)
+                                        Metric metric, double p = 2)
 {
   Eigen::RowVectorXd const row = q.row(qi);
   switch (metric)
@@ -55,6 +55,10 @@ inline Eigen::VectorXd reference_values(RowMatrix const &x, RowMatrix const &q, 
     return x * row.transpose();
   case Metric::Cosine:
     return ((x * row.transpose()).array() / (x.rowwise().norm().array() * row.norm())).matrix();
+  case Metric::Chebyshev:
+    return (x.rowwise() - row).cwiseAbs().rowwise().maxCoeff();
+  case Metric::Minkowski:
+    return (x.rowwise() - row).cwiseAbs().array().pow(p).rowwise().sum().pow(1 / p).matrix();
   }
   return {};
 }
@@ -70,13 +74,14 @@ struct Ranked
 /// index (a tuple comparison here, not the library's comparator); row `skip` left out.
 template <class T, class E>
 Ranked spec_rank(E const *x, std::size_t n, std::size_t d, E const *q, Metric metric,
-                 std::size_t skip = std::size_t(-1))
+                 std::size_t skip = std::size_t(-1), double p = 2)
 {
   std::vector<std::tuple<T, index_type>> keyed;
   keyed.reserve(n);
   for (std::size_t i = 0; i < n; ++i)
     if (i != skip)
-      keyed.emplace_back(spec_key<T>(metric, spec_score(metric, q, x + i * d, d)), index_type(i));
+      keyed.emplace_back(spec_key<T>(metric, spec_score(metric, q, x + i * d, d, p)),
+                         index_type(i));
   std::sort(keyed.begin(), keyed.end());
   Ranked r;
   for (auto const &[key, i] : keyed)

@@ -3,6 +3,7 @@
 // independently of the library, and the truth in long double with a rigorous bound on the
 // specification's rounding. Shared by the test suite (reference.hpp) and the search fuzzer.
 
+#include <fastknn/detail/metric_ops.hpp>
 #include <fastknn/options.hpp>
 
 #include <algorithm>
@@ -17,12 +18,19 @@ namespace fastknn::test
 /// for L2 and L2Squared, the L1 distance, minus the inner product, minus the cosine), written
 /// from the specification: coordinate p goes into partial sum p mod 8 for the full groups of
 /// eight, the tail into sums 0, 1, ...; each product added with one fma; the sums combined as
-/// ((s0+s1)+(s2+s3))+((s4+s5)+(s6+s7)); sqrt and division IEEE-rounded.
+/// ((s0+s1)+(s2+s3))+((s4+s5)+(s6+s7)); sqrt and division IEEE-rounded. Chebyshev: the
+/// largest |a - b| (each difference rounded once: the correctly rounded distance). Minkowski
+/// (p): |a - b|^p added to the partial sums, for a whole p up to 32 as the product
+/// |a - b|^(p-1) (multiplied from the left) fused with one fma, for any other p the
+/// specification's power function (the library's detail::portable_pow, tested on its own
+/// against powl in test_metrics.cpp); the distance is the sum for p = 1, its sqrt for p = 2, its
+/// portable_pow(1 / p) otherwise.
 template <class E>
-double spec_score(Metric metric, E const *ra, E const *rb, std::size_t d)
+double spec_score(Metric metric, E const *ra, E const *rb, std::size_t d, double power = 2)
 {
   double s[8] = {}, aa[8] = {}, bb[8] = {};
   std::size_t const full = d / 8 * 8;
+  int const whole = power == std::round(power) && power >= 1 && power <= 32 ? int(power) : 0;
   for (std::size_t p = 0; p < d; ++p)
   {
     std::size_t const l = p < full ? p % 8 : p - full;
@@ -44,6 +52,25 @@ double spec_score(Metric metric, E const *ra, E const *rb, std::size_t d)
       aa[l] = std::fma(a, a, aa[l]);
       bb[l] = std::fma(b, b, bb[l]);
       break;
+    case Metric::Chebyshev:
+      s[l] = std::max(s[l], std::fabs(a - b));
+      break;
+    case Metric::Minkowski:
+    {
+      double const t = std::fabs(a - b);
+      if (whole == 1)
+        s[l] = s[l] + t;
+      else if (whole > 1)
+      {
+        double w = t;
+        for (int j = 2; j < whole; ++j)
+          w = w * t;
+        s[l] = std::fma(w, t, s[l]);
+      }
+      else
+        s[l] = s[l] + detail::portable_pow(t, power);
+      break;
+    }
     }
   }
   auto sum8 = [](double const *v)
@@ -54,6 +81,13 @@ double spec_score(Metric metric, E const *ra, E const *rb, std::size_t d)
     return -sum8(s);
   case Metric::Cosine:
     return -sum8(s) / (std::sqrt(sum8(aa)) * std::sqrt(sum8(bb)));
+  case Metric::Chebyshev:
+    return std::max(std::max(std::max(s[0], s[1]), std::max(s[2], s[3])),
+                    std::max(std::max(s[4], s[5]), std::max(s[6], s[7])));
+  case Metric::Minkowski:
+    return whole == 1   ? sum8(s)
+           : whole == 2 ? std::sqrt(sum8(s))
+                        : detail::portable_pow(sum8(s), 1 / power);
   default:
     return sum8(s);
   }
@@ -83,7 +117,7 @@ struct Truth
 };
 
 template <class E>
-Truth truth(Metric metric, E const *a, E const *b, std::size_t d)
+Truth truth(Metric metric, E const *a, E const *b, std::size_t d, double power = 2)
 {
   long double s = 0, mag = 0, aa = 0, bb = 0;
   for (std::size_t p = 0; p < d; ++p)
@@ -97,6 +131,12 @@ Truth truth(Metric metric, E const *a, E const *b, std::size_t d)
       break;
     case Metric::L1:
       s += fabsl(x - y);
+      break;
+    case Metric::Chebyshev:
+      s = std::max(s, fabsl(x - y));
+      break;
+    case Metric::Minkowski:
+      s += powl(fabsl(x - y), power);
       break;
     default:
       s += x * y;
@@ -135,6 +175,16 @@ Truth truth(Metric metric, E const *a, E const *b, std::size_t d)
     long double const c = s / n;
     return {c, (gamma * mag + tiny) / n + fabsl(c) * (gamma + 8 * u)};
   }
+  case Metric::Chebyshev:
+    return {s, u * s}; // one rounding: the difference
+  case Metric::Minkowski:
+  {
+    // Not a rigorous bound: the powers' error (below 1e-14 (1 + |p log2 t|) each, as measured in
+    // test_metrics.cpp) and the sums', with room; values whose powers underflow double count
+    // as the absolute term.
+    long double const r = powl(s, 1.0L / power);
+    return {r, 1e-11L * r + 1e-300L};
+  }
   }
   return {0, 0};
 }
@@ -150,13 +200,13 @@ struct SpecCheck
 };
 
 template <class E>
-SpecCheck check_spec(Metric metric, E const *a, E const *b, std::size_t d)
+SpecCheck check_spec(Metric metric, E const *a, E const *b, std::size_t d, double p = 2)
 {
-  double const internal = spec_score(metric, a, b, d);
+  double const internal = spec_score(metric, a, b, d, p);
   double const spec = metric == Metric::L2    ? std::sqrt(internal)
                       : is_similarity(metric) ? -internal
                                               : internal;
-  Truth const t = truth(metric, a, b, d);
+  Truth const t = truth(metric, a, b, d, p);
   return {spec, t, fabsl((long double)spec - t.value) <= t.bound};
 }
 

@@ -304,10 +304,14 @@ def test_help(exe):
           f"--version names the backend and the kernels' instruction set: {out.strip()!r}")
 
 
-def brute_force(x, q, k, metric, exclude_self=False):
+def brute_force(x, q, k, metric, exclude_self=False, p=2):
     """float64 direct differences; ties by index (stable sort). Returns indices, values."""
     x64, q64 = x.astype(np.float64), q.astype(np.float64)
-    if metric in ("l2", "sqeuclidean"):
+    if metric == "chebyshev":
+        v = np.abs(q64[:, None, :] - x64[None, :, :]).max(-1)
+    elif metric == "minkowski":
+        v = (np.abs(q64[:, None, :] - x64[None, :, :]) ** p).sum(-1) ** (1 / p)
+    elif metric in ("l2", "sqeuclidean"):
         v = ((q64[:, None, :] - x64[None, :, :]) ** 2).sum(-1)
         if metric == "l2":
             v = np.sqrt(v)
@@ -372,6 +376,20 @@ def test_search(exe, tmp):
             check(np.array_equal(got_i, ref_i), f"{what}: indices equal the brute force")
             check(within_one_ulp(got_d, ref_d), f"{what}: distances within 1 float32 ulp of "
                   "the float64 brute force rounded")
+    # The exact-only metrics: Chebyshev, Minkowski with --p.
+    for metric, p in (("chebyshev", 2), ("minkowski", 3), ("minkowski", 0.5)):
+        rc, out, err = run(exe, "search", "--database", xp, "--queries", qp, "-k", k,
+                           "--metric", metric, "--p", p, "--out-indices", ip, "--out-distances",
+                           dp, "--quiet")
+        check(rc == 0, f"{metric} --p {p}: exit 0 ({err.strip()!r})")
+        if rc == 0:
+            ref_i, ref_d = brute_force(x, q, k, metric, p=p)
+            check(np.array_equal(np.load(ip), ref_i) and within_one_ulp(np.load(dp), ref_d),
+                  f"{metric} --p {p}: indices and distances equal the brute force's")
+    rc, out, err = run(exe, "search", "--database", xp, "--queries", qp, "-k", k, "--metric",
+                       "minkowski", "--p", "0", "--out-indices", ip)
+    check(rc == 2 and "--p '0' is not a finite number > 0" in err,
+          f"--p 0: a usage error ({err.strip()!r})")
     # --exclude-self: the queries are the database, --queries omitted.
     rc, out, err = run(exe, "search", "--database", xp, "--exclude-self", "-k", k,
                        "--out-indices", ip, "--out-distances", dp)

@@ -100,7 +100,9 @@ options:
                            t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (plain or .gz)
                            [default: /usr/share/datasets/fashion-mnist]
   -k K                     number of neighbours that vote [default: 1]
-  --metric M               l2 | sqeuclidean | l1 | cosine | ip [default: l2]
+  --metric M               l2 | sqeuclidean | l1 | cosine | ip | chebyshev | minkowski
+                           [default: l2]
+  --p P                    minkowski's exponent, finite and > 0 [default: 2]
   --weights W              uniform | distance (1/d; 1/(1 - similarity) for cosine; not with ip)
                            [default: uniform]
   --limit-test N           classify only the first N test images
@@ -127,8 +129,9 @@ options:
   -k K                     number of neighbours per query
   --radius R               every row within R instead (needs --out-offsets)
   --out-offsets FILE       with --radius: write the int64 row offsets (Q + 1 .npy)
-  --metric M               l2 | sqeuclidean | l1 | cosine | ip [default: l2]
-                           (cosine and ip report similarities, largest first)
+  --metric M               l2 | sqeuclidean | l1 | cosine | ip | chebyshev | minkowski
+                           [default: l2] (cosine and ip report similarities, largest first)
+  --p P                    minkowski's exponent, finite and > 0 [default: 2]
   --exclude-self           the queries are the database; query i never returns row i
   --out-indices FILE       write the int32 neighbour indices (Q x k .npy; with --radius 1-D)
   --out-distances FILE     write the float32 distances or similarities (likewise)
@@ -294,9 +297,23 @@ fastknn::Metric metric_option(ArgList &args, std::string const &name)
   }
   catch (fastknn::Error const &)
   {
-    throw UsageError(name + " '" + v + "' is unknown; use l2, sqeuclidean, l1, cosine or ip" +
+    throw UsageError(name + " '" + v +
+                     "' is unknown; use l2, sqeuclidean, l1, cosine, ip, chebyshev or minkowski" +
                      args.hint());
   }
+}
+
+/// Returns Minkowski's exponent from an option value (finite, > 0), or throws UsageError.
+double p_option(ArgList &args, std::string const &name)
+{
+  std::string const v = args.value(name);
+  char *end = nullptr;
+  double const p = std::strtod(v.c_str(), &end);
+  if (v.empty() || end != v.c_str() + v.size() || !(p > 0) || !std::isfinite(p))
+    throw UsageError(name + " '" + v +
+                     "' is not a finite number > 0 (for p = infinity use --metric chebyshev)" +
+                     args.hint());
+  return p;
 }
 
 /// Options shared by every command that runs a search.
@@ -539,6 +556,8 @@ int run_classify(std::vector<std::string> args_in, std::vector<std::string> cons
     }
     else if (name == "--metric")
       options.metric = metric_option(args, name);
+    else if (name == "--p")
+      options.minkowski_p = p_option(args, name);
     else if (name == "--weights")
     {
       std::string const v = args.value(name);
@@ -728,6 +747,8 @@ int run_search(std::vector<std::string> args_in, std::vector<std::string> const 
       offsets_path = args.value(name);
     else if (name == "--metric")
       options.metric = metric_option(args, name);
+    else if (name == "--p")
+      options.minkowski_p = p_option(args, name);
     else if (name == "--exclude-self")
     {
       args.no_value(name);

@@ -58,6 +58,8 @@ struct ClassifierOptions
   /// scikit-learn's metric="cosine"); InnerProduct has no distance, so it allows uniform weights
   /// only.
   Metric metric = Metric::L2;
+  /// Forwarded to SearchOptions::minkowski_p (Metric::Minkowski's exponent).
+  double minkowski_p = 2;
   Weights weights = Weights::Uniform;
   /// Forwarded to SearchOptions::workspace_bytes.
   std::size_t workspace_bytes = SearchOptions{}.workspace_bytes;
@@ -217,6 +219,7 @@ public:
     require_fitted();
     SearchOptions search_options;
     search_options.metric = _options.metric;
+    search_options.minkowski_p = _options.minkowski_p;
     search_options.workspace_bytes = _options.workspace_bytes;
     search_options.progress = _options.progress;
     search_options.stats = _options.stats;

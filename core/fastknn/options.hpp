@@ -29,7 +29,11 @@ enum class Metric
   L2,           ///< sqrt(sum (q-x)^2), ascending (scikit-learn's "euclidean")
   L1,           ///< sum |q-x|, ascending (scikit-learn's "manhattan", p=1)
   InnerProduct, ///< sum q*x, descending: distances hold the similarity, best first
-  Cosine        ///< q.x / (|q||x|), descending: distances hold the similarity, best first
+  Cosine,       ///< q.x / (|q||x|), descending: distances hold the similarity, best first
+  Chebyshev,    ///< max |q-x|, ascending (scikit-learn's "chebyshev", p=inf)
+  /// (sum |q-x|^p)^(1/p), ascending, p = SearchOptions::minkowski_p > 0 (0 < p < 1 ranks all
+  /// the same, though it is no metric); scikit-learn's "minkowski"
+  Minkowski
 };
 
 /// True when larger values are better (similarities), false for distances.
@@ -53,11 +57,16 @@ inline std::string_view metric_name(Metric m)
     return "ip";
   case Metric::Cosine:
     return "cosine";
+  case Metric::Chebyshev:
+    return "chebyshev";
+  case Metric::Minkowski:
+    return "minkowski";
   }
   return "?";
 }
 
-/// Parses a metric name (l2|euclidean, sqeuclidean|l2sq, l1|manhattan, ip|inner_product, cosine).
+/// Parses a metric name (l2|euclidean, sqeuclidean|l2sq, l1|manhattan, ip|inner_product, cosine,
+/// chebyshev|linf, minkowski).
 inline Metric parse_metric(std::string_view s)
 {
   if (s == "l2" || s == "euclidean")
@@ -70,8 +79,12 @@ inline Metric parse_metric(std::string_view s)
     return Metric::InnerProduct;
   if (s == "cosine")
     return Metric::Cosine;
+  if (s == "chebyshev" || s == "linf" || s == "infinity")
+    return Metric::Chebyshev;
+  if (s == "minkowski")
+    return Metric::Minkowski;
   throw Error("unknown metric '" + std::string(s) +
-              "': use one of l2, sqeuclidean, l1, cosine, ip");
+              "': use one of l2, sqeuclidean, l1, cosine, ip, chebyshev, minkowski");
 }
 
 /// What one search did, filled in when SearchOptions::stats points to it.
@@ -128,6 +141,10 @@ private:
 struct SearchOptions
 {
   Metric metric = Metric::L2Squared;
+  /// Metric::Minkowski's exponent p: finite and > 0 (read for no other metric). p = 1 and p = 2
+  /// rank as L1 and L2 do, which are faster (Minkowski scores every pair exactly, see
+  /// docs/design.md); p = infinity is Metric::Chebyshev.
+  double minkowski_p = 2;
   /// The queries are the database itself: query i never returns database row i (even when
   /// other rows are exact duplicates of it). Requires Q == N and k <= N-1.
   bool exclude_self = false;

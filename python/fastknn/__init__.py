@@ -101,9 +101,11 @@ class Index:
     data for the float64 answer).
 
     threads: OpenMP threads the searches use (None or <= 0: all of the backend's).
+    p: the exponent of metric="minkowski" (finite, > 0; read for no other metric).
+    Metrics: l2 (euclidean), sqeuclidean, l1 (manhattan), ip, cosine, chebyshev, minkowski.
     """
 
-    def __init__(self, database, metric="l2", threads=None, *, _copy=True):
+    def __init__(self, database, metric="l2", threads=None, *, p=2, _copy=True):
         db = _as_float_array(database, "the database")
         if _copy or not (db.flags.c_contiguous or db.flags.f_contiguous):
             db = _np.array(db, order="F" if db.flags.f_contiguous and not db.flags.c_contiguous
@@ -115,7 +117,7 @@ class Index:
         if not isinstance(metric, str):
             raise Error(f"metric must be a name such as 'l2' or 'cosine', got {metric!r}")
         self._threads = 0 if threads is None else int(threads)
-        self._index = _core.Index(db, metric, self._threads)
+        self._index = _core.Index(db, metric, self._threads, float(p))
 
     @property
     def size(self):
@@ -129,8 +131,14 @@ class Index:
 
     @property
     def metric(self):
-        """The metric's canonical name (l2, sqeuclidean, l1, ip, cosine)."""
+        """The metric's canonical name (l2, sqeuclidean, l1, ip, cosine, chebyshev,
+        minkowski)."""
         return self._index.metric
+
+    @property
+    def p(self):
+        """Minkowski's exponent (as given; read for metric="minkowski" only)."""
+        return self._index.p
 
     @property
     def dtype(self):
@@ -176,7 +184,7 @@ class Index:
 
 
 def search(database, queries, k, metric="l2", exclude_self=False, workspace_bytes=None,
-           progress=None, stats=None, threads=None):
+           progress=None, stats=None, threads=None, p=2):
     """(distances, indices) of the k nearest rows of `database` to each row of `queries`.
 
     One call of Index(database, metric, threads).search(queries, k, ...); see Index.search.
@@ -184,11 +192,11 @@ def search(database, queries, k, metric="l2", exclude_self=False, workspace_byte
     are searched in float64 (the database converted exactly), so the answer is the float64
     one and the distances are float64.
     """
-    index, q = _index_for_call(database, queries, metric, threads)
+    index, q = _index_for_call(database, queries, metric, threads, p)
     return index.search(q, k, exclude_self, workspace_bytes, progress, stats)
 
 
-def _index_for_call(database, queries, metric, threads):
+def _index_for_call(database, queries, metric, threads, p):
     """(Index, queries) for one call of search() or radius_search(): float64 queries on
     float32 data that float32 cannot represent make the index float64 (converted exactly)."""
     db = _as_float_array(database, "the database")
@@ -198,14 +206,14 @@ def _index_for_call(database, queries, metric, threads):
             q = _queries_for(q, db.dtype)
         except Error:
             db = db.astype(_np.float64)
-    return Index(db, metric, threads, _copy=False), q
+    return Index(db, metric, threads, p=p, _copy=False), q
 
 
 def radius_search(database, queries, radius, metric="l2", exclude_self=False,
                   workspace_bytes=None, initial_k=32, max_results=None, progress=None,
-                  threads=None):
+                  threads=None, p=2):
     """(offsets, indices, distances) of the rows of `database` within `radius` of each row of
     `queries`: one call of Index(database, metric, threads).radius_search(...); see there."""
-    index, q = _index_for_call(database, queries, metric, threads)
+    index, q = _index_for_call(database, queries, metric, threads, p)
     return index.radius_search(q, radius, exclude_self, workspace_bytes, initial_k, max_results,
                                progress)

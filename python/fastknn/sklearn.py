@@ -47,6 +47,7 @@ _METRICS = {
     "manhattan": "l1", "cityblock": "l1", "l1": "l1",
     "sqeuclidean": "sqeuclidean",
     "cosine": "cosine",
+    "chebyshev": "chebyshev", "infinity": "chebyshev",
 }
 
 
@@ -62,8 +63,12 @@ def _fastknn_metric(metric, p, metric_params):
             return "l2"
         if p == 1:
             return "l1"
-        raise ValueError(f"metric='minkowski' with p={p!r} is not supported by fastknn; use "
-                         "p=1 (manhattan) or p=2 (euclidean)")
+        if p == np.inf:
+            return "chebyshev"
+        if not (isinstance(p, numbers.Real) and 0 < p < np.inf):
+            raise ValueError(f"metric='minkowski' with p={p!r}: fastknn needs a finite p > 0 "
+                             "(p=inf is metric='chebyshev')")
+        return "minkowski"
     if metric not in _METRICS:
         raise ValueError(f"metric={metric!r} is not supported by fastknn; use one of "
                          f"{sorted(_METRICS) + ['minkowski']}")
@@ -122,7 +127,7 @@ class _Searches:
         if X.shape[0] == 0:
             return None
         return Index(X.astype(dtype, copy=False), self._fastknn_metric_,
-                     _threads(self.n_jobs), _copy=False)  # X is the estimator's own array
+                     _threads(self.n_jobs), p=self._fastknn_p_, _copy=False)  # X is the estimator's own array
 
     def _index_for(self, dtype):
         """The index that answers queries of `dtype` exactly. As in scikit-learn, float64
@@ -396,8 +401,9 @@ class _OnScikitLearn(_Searches):
             return self
         params = {k: v for k, v in self.effective_metric_params_.items()
                   if k != "p" and v is not None}  # scikit-learn adds w=None to minkowski's
-        self._fastknn_metric_ = _fastknn_metric(
-            self.effective_metric_, self.effective_metric_params_.get("p", self.p), params)
+        p = self.effective_metric_params_.get("p", self.p)
+        self._fastknn_metric_ = _fastknn_metric(self.effective_metric_, p, params)
+        self._fastknn_p_ = float(p) if self._fastknn_metric_ == "minkowski" else 2.0
         _threads(self.n_jobs)
         X = self._fit_X
         if sparse.issparse(X):

@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -172,9 +173,12 @@ auto guarded(fastknn::SearchOptions &options, py::object const &progress, Search
 class PyIndex
 {
 public:
-  PyIndex(py::array database, std::string const &metric, int threads)
-      : _metric(fastknn::parse_metric(metric)), _threads(threads)
+  PyIndex(py::array database, std::string const &metric, int threads, double p)
+      : _metric(fastknn::parse_metric(metric)), _threads(threads), _p(p)
   {
+    if (_metric == fastknn::Metric::Minkowski && !(p > 0 && p < HUGE_VAL))
+      throw fastknn::Error("p = " + std::to_string(p) +
+                           " is not a finite number > 0; use metric='chebyshev' for p = inf");
     ensure_kokkos();
     check_2d(database, "the database");
     bool const f = is_f_ordered(database);
@@ -305,6 +309,7 @@ public:
   std::size_t size() const { return _array.shape(0); }
   std::size_t dimension() const { return _array.shape(1); }
   std::string metric() const { return std::string(fastknn::metric_name(_metric)); }
+  double p() const { return _p; }
   py::dtype dtype() const { return _array.dtype(); }
 
 private:
@@ -331,6 +336,7 @@ private:
                    std::size_t workspace_bytes) const
   {
     options.metric = _metric;
+    options.minkowski_p = _p;
     options.exclude_self = exclude_self;
     if (workspace_bytes > 0)
       options.workspace_bytes = workspace_bytes;
@@ -362,6 +368,7 @@ private:
   py::array _array;
   fastknn::Metric _metric;
   int _threads;
+  double _p; // Minkowski's exponent (read for that metric only)
   std::variant<std::monostate, IndexOf<float, Kokkos::LayoutRight>,
                IndexOf<float, Kokkos::LayoutLeft>, IndexOf<double, Kokkos::LayoutRight>,
                IndexOf<double, Kokkos::LayoutLeft>>
@@ -396,8 +403,8 @@ PYBIND11_MODULE(_core, m)
       });
 
   py::class_<PyIndex>(m, "Index")
-      .def(py::init<py::array, std::string const &, int>(), py::arg("database"),
-           py::arg("metric") = "l2", py::arg("threads") = 0)
+      .def(py::init<py::array, std::string const &, int, double>(), py::arg("database"),
+           py::arg("metric") = "l2", py::arg("threads") = 0, py::arg("p") = 2.0)
       .def("search", &PyIndex::search, py::arg("queries"), py::arg("k"),
            py::arg("exclude_self") = false, py::arg("workspace_bytes") = 0,
            py::arg("progress") = py::none(), py::arg("stats") = py::none())
@@ -407,6 +414,7 @@ PYBIND11_MODULE(_core, m)
       .def_property_readonly("size", &PyIndex::size)
       .def_property_readonly("dimension", &PyIndex::dimension)
       .def_property_readonly("metric", &PyIndex::metric)
+      .def_property_readonly("p", &PyIndex::p)
       .def_property_readonly("dtype", &PyIndex::dtype);
 
   m.def("backend", [] { return std::string(Space::name()); });

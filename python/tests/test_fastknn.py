@@ -272,7 +272,8 @@ def test_estimators_pickle_params_and_graph():
     gs = skn.NearestNeighbors(n_neighbors=2).fit(x).kneighbors_graph(
         digits.data[500:510], mode="distance").toarray()
     np.testing.assert_allclose(np.sort(g, 1), np.sort(gs, 1), rtol=1e-9)
-    for bad in (dict(metric="chebyshev"), dict(p=3), dict(metric_params={"w": 1})):
+    for bad in (dict(metric="correlation"), dict(metric="haversine"),
+                dict(metric_params={"w": 1})):
         with pytest.raises(ValueError, match="not supported by fastknn"):
             NearestNeighbors(**bad).fit(x)
 
@@ -554,7 +555,7 @@ def test_radius_estimators_and_transformers_as_sklearn():
         assert a.transform(xt).nnz == b.transform(xt).nnz > 1000
         assert (abs(a.transform(xt) - b.transform(xt)) > 1e-9).nnz == 0
     with pytest.raises(ValueError, match="not supported by fastknn"):
-        RadiusNeighborsClassifier(metric="chebyshev").fit(x, y)
+        RadiusNeighborsClassifier(metric="correlation").fit(x, y)
 
 
 def test_pipelines_through_the_transformers_as_sklearn():
@@ -611,3 +612,81 @@ def test_estimators_are_sklearn_subclasses_sparse_and_precomputed(monkeypatch):
     theirs = skn.KNeighborsClassifier(3, metric="precomputed").fit(d_train, digits.target[:500])
     np.testing.assert_array_equal(ours.predict(d_test), theirs.predict(d_test))
     assert ours._fit_method == "brute" and ours.effective_metric_ == "precomputed"
+
+
+@pytest.mark.parametrize("metric, p", [("chebyshev", 2), ("minkowski", 3), ("minkowski", 1.5),
+                                       ("minkowski", 0.5)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exact_only_metrics_match_reference_and_sklearn(metric, p, dtype):
+    """Chebyshev and Minkowski (exact scores for every pair): against numpy in float64 (integer
+    data, so exact ties are common and must come in index order; whole-number results are exact
+    for Chebyshev and whole p) and against scikit-learn's brute force on digits."""
+    rng = np.random.default_rng(3)
+    db = rng.integers(-4, 5, size=(500, 7)).astype(dtype)
+    q = rng.integers(-4, 5, size=(40, 7)).astype(dtype)
+    diff = np.abs(q[:, None, :].astype(np.float64) - db[None, :, :])
+    s = diff.max(-1) if metric == "chebyshev" else (diff ** p).sum(-1) ** (1 / p)
+    dist, ind = fastknn.search(db, q, 12, metric=metric, p=p)
+    rtol = 1e-7 if dtype == np.float32 else 1e-12  # float32 results are rounded to float32
+    np.testing.assert_allclose(dist, np.take_along_axis(s, ind, axis=1), rtol=rtol)
+    if metric == "chebyshev" or p == 3:
+        # Exact arithmetic on these integers (differences, cubes, their sums): exact ties, which
+        # must come in index order.
+        want = np.lexsort((np.broadcast_to(np.arange(500), s.shape), s), axis=1)[:, :12]
+        np.testing.assert_array_equal(ind, want)
+    else:
+        # Rows at the same true distance may differ in the last bits of their scores (the
+        # powers are rounded, in different orders): the true values along each answer rise
+        # within that rounding, and no row left out is nearer than the last one kept.
+        got = np.take_along_axis(s, ind, axis=1)
+        assert (np.diff(got, axis=1) >= -1e-12 * got[:, 1:]).all()
+        left = s.copy()
+        np.put_along_axis(left, ind, np.inf, axis=1)
+        assert (left.min(1) >= got[:, -1] * (1 - 1e-12)).all()
+    offsets, rows, values = fastknn.radius_search(db, q, 3.0, metric=metric, p=p)
+    for i in range(40):
+        inside = np.flatnonzero(s[i] <= 3.0 + 1e-9)
+        assert sorted(rows[offsets[i]:offsets[i + 1]]) == sorted(inside)
+    assert fastknn.Index(db, metric=metric, p=p).p == p
+    if p < 1:
+        # scikit-learn 1.2 fits with p < 1 (a warning) but its brute force then refuses to
+        # search ("p must be greater than 1"): the numpy reference above is the comparison.
+        with pytest.warns(UserWarning, match="0 < p < 1"):
+            ours = NearestNeighbors(n_neighbors=3, metric=metric, p=p).fit(db)
+        np.testing.assert_array_equal(ours.kneighbors(q)[1], ind[:, :3])
+        return
+
+    digits = load_digits()
+    # Jittered: Chebyshev on the raw 0..16 pixels ties at most ranks.
+    jittered = digits.data + rng.random(digits.data.shape)
+    x, xt = jittered[:1000].astype(dtype), jittered[1000:1300].astype(dtype)
+    ours = NearestNeighbors(n_neighbors=6, metric=metric, p=p).fit(x)
+    theirs = skn.NearestNeighbors(n_neighbors=6, metric=metric, p=p, algorithm="brute").fit(
+        x.astype(np.float64))
+    d1, i1 = ours.kneighbors(xt)
+    d2, i2 = theirs.kneighbors(xt.astype(np.float64))
+    np.testing.assert_allclose(d1, d2, rtol=rtol)
+    clean = tie_free(d2)
+    assert clean.mean() > 0.9
+    assert (i1 == i2)[clean].all()
+    radius = float(np.median(d2[:, -1]))
+    r1 = ours.radius_neighbors(xt, radius=radius, return_distance=False)
+    r2 = theirs.radius_neighbors(xt.astype(np.float64), radius=radius, return_distance=False)
+    near = np.abs(d2 - radius) < 1e-9 * radius  # a row on the boundary decides in its rounding
+    assert all(sorted(a) == sorted(b) for a, b, n in zip(r1, r2, near.any(1)) if not n)
+    pred = KNeighborsClassifier(3, metric=metric, p=p).fit(x, digits.target[:1000]).predict(xt)
+    want_pred = skn.KNeighborsClassifier(3, metric=metric, p=p, algorithm="brute").fit(
+        x, digits.target[:1000]).predict(xt)
+    assert (pred == want_pred).mean() > 0.99
+
+
+def test_minkowski_p_refused_where_it_has_no_meaning():
+    db = np.ones((5, 2))
+    for bad in (0, -1, float("inf"), float("nan")):
+        with pytest.raises(fastknn.Error, match="finite number > 0"):
+            fastknn.Index(db, metric="minkowski", p=bad)
+    import fastknn.sklearn as ours  # the check behind the estimators' fit
+    with pytest.raises(ValueError, match="finite p > 0"):
+        ours._fastknn_metric("minkowski", -1, {})
+    assert ours._fastknn_metric("minkowski", 3, {}) == "minkowski"
+    assert ours._fastknn_metric("minkowski", np.inf, {}) == "chebyshev"

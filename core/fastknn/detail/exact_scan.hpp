@@ -16,7 +16,8 @@
 namespace fastknn::detail
 {
 
-/// The slow path: exact scores of the whole database for queries the bound could not prove.
+/// The slow path: exact scores of the whole database for queries the bound could not prove
+/// (and for every query of an exact-only metric, run_exact_scan).
 template <Metric M, class ExecSpace, class T, class QV, class XV>
 struct ExactScanKernel
 {
@@ -32,6 +33,7 @@ struct ExactScanKernel
   int k;
   bool exclude_self;
   int segments;
+  MetricParam param = {}; // Minkowski's p (exact-only metrics)
 
   KOKKOS_FUNCTION void operator()(Member const &team) const
   {
@@ -60,7 +62,7 @@ struct ExactScanKernel
       team.team_barrier();
       Kokkos::parallel_for(
           Kokkos::TeamThreadRange(team, rows), [&](std::size_t r)
-          { keys[r] = key_of<M, T>(exact_score<M>(queries, qg, database, b0 + r, d)); });
+          { keys[r] = key_of<M, T>(exact_score<M>(queries, qg, database, b0 + r, d, param)); });
       team.team_barrier();
       Kokkos::single(Kokkos::PerTeam(team),
                      [&]()
@@ -105,7 +107,7 @@ struct ExactScanKernel
       team.team_barrier(); // the previous block's keys are no longer read
       Kokkos::parallel_for(
           Kokkos::TeamThreadRange(team, rows), [&](std::size_t r)
-          { keys[r] = key_of<M, T>(exact_score<M>(queries, qg, database, b0 + r, d)); });
+          { keys[r] = key_of<M, T>(exact_score<M>(queries, qg, database, b0 + r, d, param)); });
       team.team_barrier();
       team_offer(
           team, select, buf, rows, static_cast<index_type>(b0),

@@ -33,13 +33,136 @@ KOKKOS_INLINE_FUNCTION double gamma_n(double n)
 /// Metrics that rank by a dot product (L2 via the norm expansion) rather than by |q - x|.
 KOKKOS_INLINE_FUNCTION constexpr bool uses_dot(Metric m)
 {
-  return m != Metric::L1;
+  return m == Metric::L2 || m == Metric::L2Squared || m == Metric::InnerProduct ||
+         m == Metric::Cosine;
+}
+/// Metrics without a fast pre-selection: every pair is scored exactly (in double, the exact
+/// scan of exact_scan.hpp), so the ranking is that of the exact scores by construction.
+KOKKOS_INLINE_FUNCTION constexpr bool exact_only(Metric m)
+{
+  return m == Metric::Chebyshev || m == Metric::Minkowski;
 }
 /// Metrics for which the data is centred first: translation does not change L2 distances but
 /// shrinks the norms, and with them the cancellation error of the norm expansion.
 KOKKOS_INLINE_FUNCTION constexpr bool uses_centring(Metric m)
 {
   return m == Metric::L2 || m == Metric::L2Squared;
+}
+
+/// x^p for finite x >= 0 and finite p > 0, from IEEE additions, multiplications, divisions and
+/// fused multiply-adds only (frexp, ldexp and round are exact): the same bits on every backend,
+/// unlike libm's pow (glibc and CUDA differ in the last bits). x = 2^e m with m in
+/// [1/sqrt 2, sqrt 2); ln m = 2 atanh(s), s = (m - 1) / (m + 1), |s| < 0.172, by its series to
+/// s^25 (the next term is below 2^-64 of the sum); y = p log2 x split as n + r, n = round(y),
+/// r from one fma; 2^r = exp(r ln 2) by its Taylor series to the 17th power (|r ln 2| <= 0.35:
+/// the rest is below 2^-70). Every product that meets an addition is written as an fma, so no
+/// compiler's contraction changes a bit. Relative error below 1e-14 (1 + |p log2 x|) (tested
+/// against long double powl, tests/test_metrics.cpp). Overflow gives infinity, underflow 0.
+KOKKOS_INLINE_FUNCTION double portable_pow(double x, double p)
+{
+  if (!(x > 0))
+    return 0;
+  int e = 0;
+  double m = Kokkos::frexp(x, &e); // [1/2, 1)
+  if (m < 0.7071067811865476)
+  {
+    m = 2 * m;
+    --e;
+  }
+  double const s = (m - 1) / (m + 1);
+  double const s2 = s * s;
+  constexpr double odd[13] = {1.0,
+                              0.3333333333333333,
+                              0.2,
+                              0.14285714285714285,
+                              0.1111111111111111,
+                              0.09090909090909091,
+                              0.07692307692307693,
+                              0.06666666666666667,
+                              0.058823529411764705,
+                              0.05263157894736842,
+                              0.047619047619047616,
+                              0.043478260869565216,
+                              0.04};
+  double series = odd[12];
+  for (int j = 11; j >= 0; --j)
+    series = Kokkos::fma(series, s2, odd[j]);
+  double const ln_m = (2 * s) * series;
+  double const log2_x = Kokkos::fma(ln_m, 1.4426950408889634, double(e));
+  double const y = p * log2_x;
+  if (!(y < 1024.5))
+    return Kokkos::Experimental::infinity_v<double>;
+  if (y < -1100)
+    return 0;
+  double const n = Kokkos::round(y);
+  double const t = Kokkos::fma(p, log2_x, -n) * 0.6931471805599453;
+  constexpr double inv_factorial[18] = {1.0,
+                                        1.0,
+                                        0.5,
+                                        0.16666666666666666,
+                                        0.041666666666666664,
+                                        0.008333333333333333,
+                                        0.001388888888888889,
+                                        0.0001984126984126984,
+                                        2.48015873015873e-05,
+                                        2.7557319223985893e-06,
+                                        2.755731922398589e-07,
+                                        2.505210838544172e-08,
+                                        2.08767569878681e-09,
+                                        1.6059043836821613e-10,
+                                        1.1470745597729725e-11,
+                                        7.647163731819816e-13,
+                                        4.779477332387385e-14,
+                                        2.8114572543455206e-15};
+  double ex = inv_factorial[17];
+  for (int j = 16; j >= 0; --j)
+    ex = Kokkos::fma(ex, t, inv_factorial[j]);
+  return Kokkos::ldexp(ex, int(n));
+}
+
+/// Run-time parameters of a metric's exact score: Minkowski's p (for the other metrics unread).
+/// `whole` is p when p is a whole number up to 32 (its powers are products, 0 otherwise).
+struct MetricParam
+{
+  double p = 2;
+  double inv_p = 0.5;
+  int whole = 2;
+};
+
+inline MetricParam metric_param(double p)
+{
+  MetricParam mp;
+  mp.p = p;
+  mp.inv_p = 1 / p;
+  mp.whole = p == Kokkos::round(p) && p >= 1 && p <= 32 ? int(p) : 0;
+  return mp;
+}
+
+/// |t|^p as Minkowski's exact score adds it: for a whole p the product t^(p-1) (multiplied from
+/// the left) fused into the partial sum with t, otherwise portable_pow.
+KOKKOS_FORCEINLINE_FUNCTION double minkowski_add(double t, MetricParam const &mp, double s)
+{
+  if (mp.whole == 1)
+    return s + t;
+  if (mp.whole > 1)
+  {
+    double w = t;
+    for (int j = 2; j < mp.whole; ++j)
+      w = w * t;
+    return Kokkos::fma(w, t, s);
+  }
+  return s + portable_pow(t, mp.p);
+}
+
+/// The Minkowski distance from its sum of powers: the sum itself for p = 1, sqrt for p = 2 (IEEE
+/// rounded), portable_pow with 1/p otherwise.
+KOKKOS_INLINE_FUNCTION double minkowski_root(double sum, MetricParam const &mp)
+{
+  if (mp.whole == 1)
+    return sum;
+  if (mp.whole == 2)
+    return Kokkos::sqrt(sum);
+  return portable_pow(sum, mp.inv_p);
 }
 
 /// Fast score from the register-block accumulator (dot product or L1 sum) and per-row aux
@@ -68,6 +191,7 @@ inline constexpr int exact_partial_sums = 8;
 template <Metric M>
 KOKKOS_FORCEINLINE_FUNCTION void exact_term(double a, double b, double &s, double &qq, double &xx)
 {
+  static_assert(!exact_only(M), "exact-only metrics are scored by exact_score alone");
   if constexpr (M == Metric::L2 || M == Metric::L2Squared)
   {
     double const t = a - b;
@@ -112,7 +236,7 @@ KOKKOS_FORCEINLINE_FUNCTION double exact_combine(double const (&s)[exact_partial
 /// distance for L2 and L2Squared, L1 distance, minus the inner product, minus the cosine.
 template <Metric M, class QV, class XV>
 KOKKOS_INLINE_FUNCTION double exact_score(QV const &queries, std::size_t qi, XV const &database,
-                                          std::size_t xi, std::size_t d)
+                                          std::size_t xi, std::size_t d, MetricParam const &mp = {})
 {
   // Eight partial sums in a fixed order: independent chains the compiler can vectorise, and the
   // same order on every backend and thread count.
@@ -146,6 +270,10 @@ KOKKOS_INLINE_FUNCTION double exact_score(QV const &queries, std::size_t qi, XV 
     }
     else if constexpr (M == Metric::L1)
       s[l] += Kokkos::fabs(a - b);
+    else if constexpr (M == Metric::Chebyshev)
+      s[l] = Kokkos::fmax(s[l], Kokkos::fabs(a - b));
+    else if constexpr (M == Metric::Minkowski)
+      s[l] = minkowski_add(Kokkos::fabs(a - b), mp, s[l]);
     else
     {
       s[l] = Kokkos::fma(a, b, s[l]);
@@ -162,7 +290,13 @@ KOKKOS_INLINE_FUNCTION double exact_score(QV const &queries, std::size_t qi, XV 
       term(l, p + l);
   for (int l = 0; p < d; ++p, ++l)
     term(l, p);
-  return exact_combine<M>(s, qq, xx);
+  if constexpr (M == Metric::Chebyshev)
+    return Kokkos::fmax(Kokkos::fmax(Kokkos::fmax(s[0], s[1]), Kokkos::fmax(s[2], s[3])),
+                        Kokkos::fmax(Kokkos::fmax(s[4], s[5]), Kokkos::fmax(s[6], s[7])));
+  else if constexpr (M == Metric::Minkowski)
+    return minkowski_root(((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])), mp);
+  else
+    return exact_combine<M>(s, qq, xx);
 }
 
 /// Partial sum `lane` of exact_score (its terms p = lane, lane + 8, ... in that order), for

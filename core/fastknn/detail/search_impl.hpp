@@ -16,6 +16,7 @@
 
 #include <fastknn/backends/device_memory.hpp>
 #include <fastknn/backends/tile_traits.hpp>
+#include <fastknn/detail/exact_only.hpp>
 #include <fastknn/detail/pipeline.hpp>
 #include <fastknn/detail/plan.hpp>
 #include <fastknn/detail/row_pass.hpp>
@@ -61,6 +62,18 @@ void check_inputs(RowStats const &xs, RowStats const &qs, std::size_t d, SearchO
           "input values up to " + std::to_string(biggest) + " exceed " + std::to_string(limit) +
               ", where this metric's accumulation overflows in this precision; scale the data "
               "down (or pass double Views)");
+  if constexpr (M == Metric::Minkowski)
+  {
+    double const p = opt.minkowski_p;
+    require(p > 0 && p < Kokkos::Experimental::infinity_v<double>,
+            "minkowski_p = " + std::to_string(p) +
+                " is not a finite number > 0; use Metric::Chebyshev for p = infinity");
+    // The exact score's sum of p-th powers must stay finite in double: (2 max|v|)^p d < 2^1000.
+    double const widest = 2 * biggest;
+    require(!(widest > 0) || p * Kokkos::log2(widest) + Kokkos::log2(double(d)) < 1000,
+            "input values up to " + std::to_string(biggest) + " raised to p = " +
+                std::to_string(p) + " overflow double; scale the data down or lower p");
+  }
   if constexpr (M == Metric::Cosine)
   {
     require(xs.min_norm2 > 0, "a database row is all zeros: the cosine similarity is undefined "
@@ -126,15 +139,20 @@ search_impl(ExecSpace const &space, XV const &database,
   }
   std::size_t packs = 0, rescored = 0;
   std::size_t fallbacks = 0;
-  // The integer pipeline is instantiated only where it can run (L2 metrics, a space with the
-  // instruction): compile time is spent on paths that run.
-  if constexpr (uses_centring(M) && integer_path_enabled<ExecSpace>)
-    if (integer_path)
-      fallbacks =
-          run_tiles<M, Int8>(space, database, queries, plan, opt, prep, result, packs, rescored);
-  if (!integer_path)
-    fallbacks = run_tiles<M, FloatScores<T>>(space, database, queries, plan, opt, prep, result,
-                                             packs, rescored);
+  if constexpr (exact_only(M))
+    run_exact_scan<M>(space, database, queries, plan, opt, result);
+  else
+  {
+    // The integer pipeline is instantiated only where it can run (L2 metrics, a space with the
+    // instruction): compile time is spent on paths that run.
+    if constexpr (uses_centring(M) && integer_path_enabled<ExecSpace>)
+      if (integer_path)
+        fallbacks =
+            run_tiles<M, Int8>(space, database, queries, plan, opt, prep, result, packs, rescored);
+    if (!integer_path)
+      fallbacks = run_tiles<M, FloatScores<T>>(space, database, queries, plan, opt, prep, result,
+                                               packs, rescored);
+  }
   if (opt.stats)
   {
     opt.stats->workspace_bytes = plan.workspace;
@@ -188,6 +206,10 @@ decltype(auto) with_metric(Metric metric, F &&f)
     return f.template operator()<Metric::InnerProduct>();
   case Metric::Cosine:
     return f.template operator()<Metric::Cosine>();
+  case Metric::Chebyshev:
+    return f.template operator()<Metric::Chebyshev>();
+  case Metric::Minkowski:
+    return f.template operator()<Metric::Minkowski>();
   }
   throw Error("unknown metric value " + std::to_string(int(metric)));
 }
