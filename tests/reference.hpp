@@ -59,6 +59,13 @@ inline Eigen::VectorXd reference_values(RowMatrix const &x, RowMatrix const &q, 
     return (x.rowwise() - row).cwiseAbs().rowwise().maxCoeff();
   case Metric::Minkowski:
     return (x.rowwise() - row).cwiseAbs().array().pow(p).rowwise().sum().pow(1 / p).matrix();
+  default: // the other exact-only metrics: the specified scores (the classifier's votes)
+  {
+    Eigen::VectorXd v(x.rows());
+    for (Eigen::Index i = 0; i < x.rows(); ++i)
+      v(i) = spec_score(metric, &row(0), &x(i, 0), std::size_t(x.cols()), p);
+    return v;
+  }
   }
   return {};
 }

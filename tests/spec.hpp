@@ -25,6 +25,34 @@ namespace fastknn::test
 /// specification's power function (the library's detail::portable_pow, tested on its own
 /// against powl in test_metrics.cpp); the distance is the sum for p = 1, its sqrt for p = 2, its
 /// portable_pow(1 / p) otherwise.
+/// A boolean metric from its counts (SciPy's and scikit-learn's formulas; works in double or
+/// long double).
+template <class F>
+F spec_boolean(Metric metric, F tt, F tf, F ft, F n)
+{
+  F const neq = tf + ft, ff = n - tt - neq;
+  switch (metric)
+  {
+  case Metric::Jaccard:
+    return tt + neq > 0 ? neq / (tt + neq) : F(0);
+  case Metric::Dice:
+    return neq / (2 * tt + neq);
+  case Metric::Kulsinski:
+    return (neq - tt + n) / (neq + n);
+  case Metric::Matching:
+    return neq / n;
+  case Metric::RogersTanimoto:
+  case Metric::SokalMichener:
+    return 2 * neq / (n + neq);
+  case Metric::RussellRao:
+    return (n - tt) / n;
+  case Metric::SokalSneath:
+    return 2 * neq / (tt + 2 * neq);
+  default: // Yule
+    return tf * ft == 0 ? F(0) : 2 * tf * ft / (tt * ff + tf * ft);
+  }
+}
+
 template <class E>
 double spec_score(Metric metric, E const *ra, E const *rb, std::size_t d, double power = 2)
 {
@@ -54,6 +82,22 @@ double spec_score(Metric metric, E const *ra, E const *rb, std::size_t d, double
       break;
     case Metric::Chebyshev:
       s[l] = std::max(s[l], std::fabs(a - b));
+      break;
+    case Metric::Canberra:
+      if (std::fabs(a) + std::fabs(b) > 0)
+        s[l] = s[l] + std::fabs(a - b) / (std::fabs(a) + std::fabs(b));
+      break;
+    case Metric::BrayCurtis:
+      s[l] = s[l] + std::fabs(a - b);
+      aa[l] = aa[l] + std::fabs(a + b);
+      break;
+    case Metric::Hamming:
+      s[l] = s[l] + (a != b);
+      break;
+    default: // the boolean metrics: the counts n_tt, n_tf, n_ft
+      s[l] = s[l] + (a != 0 && b != 0);
+      aa[l] = aa[l] + (a != 0 && b == 0);
+      bb[l] = bb[l] + (a == 0 && b != 0);
       break;
     case Metric::Minkowski:
     {
@@ -88,9 +132,16 @@ double spec_score(Metric metric, E const *ra, E const *rb, std::size_t d, double
     return whole == 1   ? sum8(s)
            : whole == 2 ? std::sqrt(sum8(s))
                         : detail::portable_pow(sum8(s), 1 / power);
+  case Metric::BrayCurtis:
+    return sum8(aa) > 0 ? sum8(s) / sum8(aa) : 0.0;
+  case Metric::Hamming:
+    return sum8(s) / double(d);
   default:
-    return sum8(s);
+    break;
   }
+  if (int(metric) >= int(Metric::Jaccard))
+    return spec_boolean(metric, sum8(s), sum8(aa), sum8(bb), double(d));
+  return sum8(s);
 }
 
 /// The order key in the output type T (ascending = best first) of a specified internal score.
@@ -123,6 +174,13 @@ Truth truth(Metric metric, E const *a, E const *b, std::size_t d, double power =
   for (std::size_t p = 0; p < d; ++p)
   {
     long double const x = a[p], y = b[p];
+    if (int(metric) >= int(Metric::Jaccard)) // the boolean metrics' counts n_tt, n_tf, n_ft
+    {
+      s += x != 0 && y != 0;
+      aa += x != 0 && y == 0;
+      bb += x == 0 && y != 0;
+      continue;
+    }
     switch (metric)
     {
     case Metric::L2:
@@ -137,6 +195,16 @@ Truth truth(Metric metric, E const *a, E const *b, std::size_t d, double power =
       break;
     case Metric::Minkowski:
       s += powl(fabsl(x - y), power);
+      break;
+    case Metric::Canberra:
+      s += fabsl(x) + fabsl(y) > 0 ? fabsl(x - y) / (fabsl(x) + fabsl(y)) : 0.0L;
+      break;
+    case Metric::BrayCurtis:
+      s += fabsl(x - y);
+      mag += fabsl(x + y);
+      break;
+    case Metric::Hamming:
+      s += x != y;
       break;
     default:
       s += x * y;
@@ -176,7 +244,26 @@ Truth truth(Metric metric, E const *a, E const *b, std::size_t d, double power =
     return {c, (gamma * mag + tiny) / n + fabsl(c) * (gamma + 8 * u)};
   }
   case Metric::Chebyshev:
-    return {s, u * s}; // one rounding: the difference
+    return {s, u * s};   // one rounding: the difference
+  case Metric::Canberra: // per term a subtraction, an addition and a division, then the sums
+    return {s, 2 * (gamma + 3 * u) * s};
+  case Metric::BrayCurtis:
+    return {mag > 0 ? s / mag : 0.0L, mag > 0 ? 2 * (2 * gamma + u) * s / mag : 0.0L};
+  case Metric::Hamming: // an exact count, one division
+    return {s / d, u * s / d};
+  case Metric::Jaccard:
+  case Metric::Dice:
+  case Metric::Kulsinski:
+  case Metric::Matching:
+  case Metric::RogersTanimoto:
+  case Metric::RussellRao:
+  case Metric::SokalMichener:
+  case Metric::SokalSneath:
+  case Metric::Yule:
+  {
+    long double const v = spec_boolean<long double>(metric, s, aa, bb, (long double)d);
+    return {v, u * v}; // exact counts, one rounding of the last division
+  }
   case Metric::Minkowski:
   {
     // Not a rigorous bound: the powers' error (below 1e-14 (1 + |p log2 t|) each, as measured in

@@ -251,7 +251,7 @@ def test_bad_args(exe, tmp):
         ["classify", "-k", "-3"],
         ["classify", "-k", "2.5"],
         ["classify", "-k"],
-        ["classify", "--metric", "hamming"],
+        ["classify", "--metric", "haversine"],
         ["classify", "--weights", "gaussian"],
         ["classify", "--metric", "ip", "--weights", "distance"],
         ["classify", "--limit-test", "0"],

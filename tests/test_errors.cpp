@@ -152,7 +152,7 @@ TEST_CASE("metric names parse as the command line spells them", "[errors]")
   CHECK(parse_metric("manhattan") == Metric::L1);
   CHECK(parse_metric("ip") == Metric::InnerProduct);
   CHECK(parse_metric("cosine") == Metric::Cosine);
-  REQUIRE_THROWS_WITH(parse_metric("hamming"), ContainsSubstring("unknown metric 'hamming'"));
+  REQUIRE_THROWS_WITH(parse_metric("haversine"), ContainsSubstring("unknown metric 'haversine'"));
 }
 
 namespace

@@ -1,4 +1,5 @@
-// The exact-only metrics (Chebyshev, Minkowski with any p > 0): every pair scored by the
+// The exact-only metrics (Chebyshev, Minkowski with any p > 0, Canberra, Bray-Curtis, Hamming,
+// the boolean metrics): every pair scored by the
 // specified exact score, checked against the independent reference bit for bit (spec.hpp's
 // spec_rank, ties by index) and against the long double truth; the specification's power
 // function against powl; the errors that refuse what cannot be answered.
@@ -75,7 +76,13 @@ TEMPLATE_LIST_TEST_CASE("Chebyshev and Minkowski match the specified ranking", "
   auto const metric_p =
       GENERATE(std::pair{Metric::Chebyshev, 2.0}, std::pair{Metric::Minkowski, 3.0},
                std::pair{Metric::Minkowski, 1.5}, std::pair{Metric::Minkowski, 0.5},
-               std::pair{Metric::Minkowski, 1.0}, std::pair{Metric::Minkowski, 2.0});
+               std::pair{Metric::Minkowski, 1.0}, std::pair{Metric::Minkowski, 2.0},
+               std::pair{Metric::Canberra, 2.0}, std::pair{Metric::BrayCurtis, 2.0},
+               std::pair{Metric::Hamming, 2.0}, std::pair{Metric::Jaccard, 2.0},
+               std::pair{Metric::Dice, 2.0}, std::pair{Metric::Kulsinski, 2.0},
+               std::pair{Metric::Matching, 2.0}, std::pair{Metric::RogersTanimoto, 2.0},
+               std::pair{Metric::RussellRao, 2.0}, std::pair{Metric::SokalMichener, 2.0},
+               std::pair{Metric::SokalSneath, 2.0}, std::pair{Metric::Yule, 2.0});
   auto const [metric, p] = metric_p;
   SECTION("random rows, several shapes and k")
   {
@@ -91,8 +98,15 @@ TEMPLATE_LIST_TEST_CASE("Chebyshev and Minkowski match the specified ranking", "
   SECTION("integer rows: many exact ties, in index order; k = N; exclude_self")
   {
     std::size_t const n = 157, d = 6;
-    auto const x = integer_matrix<float>(n, d, 5, 0, 3);
-    auto const q = integer_matrix<float>(21, d, 6, 0, 4);
+    // Mostly zeros (false for the boolean metrics), and negative values (Canberra's and
+    // Bray-Curtis' denominators cancel); no all-zero database row (Dice and Sokal-Sneath are
+    // 0 / 0 between two of them), an all-zero query.
+    auto x = integer_matrix<float>(n, d, 5, -1, 2);
+    for (std::size_t i = 0; i < n; ++i)
+      x[i * d + i % d] = float(1 + int(i % 2));
+    auto q = integer_matrix<float>(21, d, 6, -1, 2);
+    for (std::size_t j = 0; j < d; ++j)
+      q[j] = 0;
     check_metric<TestType>(x, n, q, 21, d, 7, metric, p);
     check_metric<TestType>(x, n, q, 21, d, int(n), metric, p);
     check_metric<TestType>(x, n, x, n, d, 9, metric, p, true);
@@ -186,6 +200,18 @@ TEMPLATE_LIST_TEST_CASE("exact-only metrics: bad p and overflowing powers are re
   CHECK_THROWS_WITH(fastknn::search(space, bd, bd, 3, opt), ContainsSubstring("overflow double"));
   opt.minkowski_p = 9; // (2e30)^9 * 4 < 2^1000: answered
   CHECK_NOTHROW(fastknn::search(space, bd, bd, 3, opt));
+  SearchOptions dice;
+  dice.metric = Metric::Dice;
+  auto zeros = x;
+  zeros[0] = zeros[1] = zeros[2] = zeros[3] = 0;
+  auto zd = to_device(space, zeros, 50, 4);
+  CHECK_THROWS_WITH(fastknn::search(space, zd, zd, 3, dice),
+                    ContainsSubstring("undefined (0 / 0) between two all-zero rows"));
+  CHECK_NOTHROW(fastknn::search(space, xd, zd, 3, dice)); // zero queries, no zero row: defined
+  for (auto m : {Metric::Canberra, Metric::BrayCurtis, Metric::Hamming, Metric::Jaccard,
+                 Metric::Dice, Metric::Kulsinski, Metric::Matching, Metric::RogersTanimoto,
+                 Metric::RussellRao, Metric::SokalMichener, Metric::SokalSneath, Metric::Yule})
+    CHECK(parse_metric(metric_name(m)) == m);
   CHECK(parse_metric("chebyshev") == Metric::Chebyshev);
   CHECK(parse_metric("minkowski") == Metric::Minkowski);
   CHECK(metric_name(Metric::Minkowski) == "minkowski");

@@ -129,8 +129,11 @@ options:
   -k K                     number of neighbours per query
   --radius R               every row within R instead (needs --out-offsets)
   --out-offsets FILE       with --radius: write the int64 row offsets (Q + 1 .npy)
-  --metric M               l2 | sqeuclidean | l1 | cosine | ip | chebyshev | minkowski
-                           [default: l2] (cosine and ip report similarities, largest first)
+  --metric M               l2 | sqeuclidean | l1 | cosine | ip | chebyshev | minkowski |
+                           canberra | braycurtis | hamming | jaccard | dice | kulsinski |
+                           matching | rogerstanimoto | russellrao | sokalmichener |
+                           sokalsneath | yule [default: l2] (cosine and ip report
+                           similarities, largest first)
   --p P                    minkowski's exponent, finite and > 0 [default: 2]
   --exclude-self           the queries are the database; query i never returns row i
   --out-indices FILE       write the int32 neighbour indices (Q x k .npy; with --radius 1-D)
@@ -298,7 +301,8 @@ fastknn::Metric metric_option(ArgList &args, std::string const &name)
   catch (fastknn::Error const &)
   {
     throw UsageError(name + " '" + v +
-                     "' is unknown; use l2, sqeuclidean, l1, cosine, ip, chebyshev or minkowski" +
+                     "' is unknown; use l2, sqeuclidean, l1, cosine, ip, chebyshev, minkowski, "
+                     "canberra, braycurtis, hamming or a boolean metric (jaccard, dice, ...)" +
                      args.hint());
   }
 }

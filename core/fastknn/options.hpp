@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -33,7 +34,22 @@ enum class Metric
   Chebyshev,    ///< max |q-x|, ascending (scikit-learn's "chebyshev", p=inf)
   /// (sum |q-x|^p)^(1/p), ascending, p = SearchOptions::minkowski_p > 0 (0 < p < 1 ranks all
   /// the same, though it is no metric); scikit-learn's "minkowski"
-  Minkowski
+  Minkowski,
+  Canberra,   ///< sum |q-x| / (|q|+|x|) over the coordinates where |q|+|x| > 0
+  BrayCurtis, ///< sum |q-x| / sum |q+x| (0 where the latter is 0)
+  Hamming,    ///< the fraction of coordinates where q != x
+  // The boolean metrics (scikit-learn's and SciPy's definitions): a coordinate is true where it
+  // is non-zero; with n_tt, n_tf, n_ft, n_ff the counts of (q, x) pairs, neq = n_tf + n_ft and D
+  // the dimension:
+  Jaccard,        ///< neq / (n_tt + neq) (0 where both rows are all false)
+  Dice,           ///< neq / (2 n_tt + neq) (undefined between two all-false rows: refused)
+  Kulsinski,      ///< (neq - n_tt + D) / (neq + D)
+  Matching,       ///< neq / D
+  RogersTanimoto, ///< 2 neq / (D + neq)
+  RussellRao,     ///< (D - n_tt) / D
+  SokalMichener,  ///< 2 neq / (D + neq) (the same values as RogersTanimoto)
+  SokalSneath,    ///< 2 neq / (n_tt + 2 neq) (undefined between two all-false rows: refused)
+  Yule            ///< 2 n_tf n_ft / (n_tt n_ff + n_tf n_ft) (0 where n_tf n_ft = 0)
 };
 
 /// True when larger values are better (similarities), false for distances.
@@ -61,12 +77,38 @@ inline std::string_view metric_name(Metric m)
     return "chebyshev";
   case Metric::Minkowski:
     return "minkowski";
+  case Metric::Canberra:
+    return "canberra";
+  case Metric::BrayCurtis:
+    return "braycurtis";
+  case Metric::Hamming:
+    return "hamming";
+  case Metric::Jaccard:
+    return "jaccard";
+  case Metric::Dice:
+    return "dice";
+  case Metric::Kulsinski:
+    return "kulsinski";
+  case Metric::Matching:
+    return "matching";
+  case Metric::RogersTanimoto:
+    return "rogerstanimoto";
+  case Metric::RussellRao:
+    return "russellrao";
+  case Metric::SokalMichener:
+    return "sokalmichener";
+  case Metric::SokalSneath:
+    return "sokalsneath";
+  case Metric::Yule:
+    return "yule";
   }
   return "?";
 }
 
 /// Parses a metric name (l2|euclidean, sqeuclidean|l2sq, l1|manhattan, ip|inner_product, cosine,
-/// chebyshev|linf, minkowski).
+/// chebyshev|linf, minkowski, and scikit-learn's names of the others: canberra, braycurtis,
+/// hamming, jaccard, dice, kulsinski, matching, rogerstanimoto, russellrao, sokalmichener,
+/// sokalsneath, yule).
 inline Metric parse_metric(std::string_view s)
 {
   if (s == "l2" || s == "euclidean")
@@ -83,8 +125,15 @@ inline Metric parse_metric(std::string_view s)
     return Metric::Chebyshev;
   if (s == "minkowski")
     return Metric::Minkowski;
+  for (auto m : {Metric::Canberra, Metric::BrayCurtis, Metric::Hamming, Metric::Jaccard,
+                 Metric::Dice, Metric::Kulsinski, Metric::Matching, Metric::RogersTanimoto,
+                 Metric::RussellRao, Metric::SokalMichener, Metric::SokalSneath, Metric::Yule})
+    if (s == metric_name(m))
+      return m;
   throw Error("unknown metric '" + std::string(s) +
-              "': use one of l2, sqeuclidean, l1, cosine, ip, chebyshev, minkowski");
+              "': use one of l2, sqeuclidean, l1, cosine, ip, chebyshev, minkowski, canberra, "
+              "braycurtis, hamming or a boolean metric (jaccard, dice, kulsinski, matching, "
+              "rogerstanimoto, russellrao, sokalmichener, sokalsneath, yule)");
 }
 
 /// What one search did, filled in when SearchOptions::stats points to it.

@@ -102,7 +102,10 @@ class Index:
 
     threads: OpenMP threads the searches use (None or <= 0: all of the backend's).
     p: the exponent of metric="minkowski" (finite, > 0; read for no other metric).
-    Metrics: l2 (euclidean), sqeuclidean, l1 (manhattan), ip, cosine, chebyshev, minkowski.
+    Metrics: l2 (euclidean), sqeuclidean, l1 (manhattan), ip, cosine, chebyshev, minkowski,
+    canberra, braycurtis, hamming and the boolean metrics (jaccard, dice, kulsinski, matching,
+    rogerstanimoto, russellrao, sokalmichener, sokalsneath, yule: non-zero is true), with
+    scikit-learn's definitions; from chebyshev on every pair is scored exactly (slower).
     """
 
     def __init__(self, database, metric="l2", threads=None, *, p=2, _copy=True):

@@ -48,16 +48,41 @@ _METRICS = {
     "sqeuclidean": "sqeuclidean",
     "cosine": "cosine",
     "chebyshev": "chebyshev", "infinity": "chebyshev",
+    **{m: m for m in ("canberra", "braycurtis", "hamming", "jaccard", "dice", "kulsinski",
+                      "matching", "rogerstanimoto", "russellrao", "sokalmichener", "sokalsneath",
+                      "yule")},
 }
+
+
+#: For the metrics fastknn does not compute, the nearest thing it does (in the refusal).
+_NEAREST = {
+    "correlation": "metric='cosine' on rows minus their own mean ranks the same",
+    "seuclidean": "metric='euclidean' on columns divided by sqrt(V) ranks the same",
+    "mahalanobis": "metric='euclidean' on X @ L, with VI = L @ L.T (Cholesky), ranks the same",
+    "wminkowski": "metric='minkowski' on columns times w ** (1 / p) ranks the same",
+    "nan_euclidean": "metric='euclidean' after imputing the missing values",
+    "haversine": "metric='euclidean' on 3-D unit vectors (cos lat cos lon, cos lat sin lon, "
+                 "sin lat) ranks the same",
+    "callable": "metric='precomputed' with the distances computed by your function",
+}
+
+
+def _refuse(what, nearest):
+    raise ValueError(f"{what} is not supported by fastknn; {_NEAREST[nearest]}. fastknn's "
+                     f"metrics: {sorted(_METRICS) + ['minkowski']}")
 
 
 def _fastknn_metric(metric, p, metric_params):
     if metric_params:
+        keys = set(metric_params)
+        nearest = ("seuclidean" if keys == {"V"} else "mahalanobis" if keys == {"VI"} else
+                   "wminkowski" if keys == {"w"} else None)
+        if nearest is not None:
+            _refuse(f"metric_params={metric_params!r}", nearest)
         raise ValueError(f"metric_params={metric_params!r} is not supported by fastknn; pass "
                          "metric_params=None")
     if callable(metric):
-        raise ValueError("callable metrics are not supported by fastknn; use one of "
-                         f"{sorted(_METRICS) + ['minkowski']}")
+        _refuse("a callable metric", "callable")
     if metric == "minkowski":
         if p == 2:
             return "l2"
@@ -70,6 +95,8 @@ def _fastknn_metric(metric, p, metric_params):
                              "(p=inf is metric='chebyshev')")
         return "minkowski"
     if metric not in _METRICS:
+        if metric in _NEAREST:
+            _refuse(f"metric={metric!r}", metric)
         raise ValueError(f"metric={metric!r} is not supported by fastknn; use one of "
                          f"{sorted(_METRICS) + ['minkowski']}")
     return _METRICS[metric]

@@ -4,6 +4,7 @@ scikit-learn estimators against scikit-learn's brute-force ones on real data."""
 import gzip
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -125,7 +126,7 @@ def test_non_float_input_and_lists():
     (lambda db, q: fastknn.search(db, q, 500), "larger than the database"),
     (lambda db, q: fastknn.search(db, q, 0), "k must be at least 1"),
     (lambda db, q: fastknn.search(db[0], q, 1), "2-D array"),
-    (lambda db, q: fastknn.search(db, q, 1, metric="hamming"), "unknown metric"),
+    (lambda db, q: fastknn.search(db, q, 1, metric="haversine"), "unknown metric"),
     (lambda db, q: fastknn.search(db, q, 1, exclude_self=True), "exclude_self needs"),
     (lambda db, q: fastknn.search(np.where(db > 0.99, np.nan, db), q, 1), "NaN or Inf"),
     (lambda db, q: fastknn.search(db, q, 1, workspace_bytes=100), "too small for one tile"),
@@ -690,3 +691,57 @@ def test_minkowski_p_refused_where_it_has_no_meaning():
         ours._fastknn_metric("minkowski", -1, {})
     assert ours._fastknn_metric("minkowski", 3, {}) == "minkowski"
     assert ours._fastknn_metric("minkowski", np.inf, {}) == "chebyshev"
+    # The metrics fastknn does not compute: refused, naming what ranks the same.
+    for metric, params, words in (("correlation", None, "metric='cosine' on rows minus"),
+                                  ("haversine", None, "3-D unit vectors"),
+                                  ("mahalanobis", {"VI": np.eye(2)}, "Cholesky"),
+                                  ("seuclidean", {"V": np.ones(2)}, "divided by sqrt(V)"),
+                                  ("minkowski", {"w": np.ones(2)}, "w ** (1 / p)")):
+        with pytest.raises(ValueError, match=re.escape(words)):
+            NearestNeighbors(metric=metric, metric_params=params, algorithm="brute").fit(db)
+
+
+BOOLEAN = ["jaccard", "dice", "kulsinski", "matching", "rogerstanimoto", "russellrao",
+           "sokalmichener", "sokalsneath", "yule"]
+
+
+@pytest.mark.parametrize("metric", ["canberra", "braycurtis", "hamming"] + BOOLEAN)
+def test_count_and_ratio_metrics_match_scipy_and_sklearn(metric):
+    """Canberra, Bray-Curtis, Hamming and the boolean metrics (non-zero is true) on digits
+    (many zero pixels): against SciPy's cdist in float64 (the definitions scikit-learn's brute
+    force uses), and through the estimators against scikit-learn's brute force."""
+    import warnings
+    from scipy.spatial.distance import cdist
+    digits = load_digits()
+    x, xt = digits.data[:900], digits.data[900:1000]
+    x = x[x.any(1)]  # (dice, sokalsneath: 0 / 0 between two all-zero rows)
+    boolean = metric in BOOLEAN
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SciPy's deprecation of kulsinski
+        s = cdist(xt != 0 if boolean else xt, x != 0 if boolean else x, metric)
+    dist, ind = fastknn.search(x, xt, 15, metric=metric)
+    if boolean or metric == "hamming":
+        # Exact counts and one division on both sides: the same doubles, so the same order,
+        # ties (very common here) by the smaller index.
+        want = np.lexsort((np.broadcast_to(np.arange(len(x)), s.shape), s), axis=1)[:, :15]
+        np.testing.assert_array_equal(ind, want)
+        np.testing.assert_array_equal(dist, np.take_along_axis(s, want, axis=1))
+    else:
+        got = np.take_along_axis(s, ind, axis=1)
+        np.testing.assert_allclose(dist, got, rtol=1e-13)
+        assert (np.diff(got, axis=1) >= -1e-13 * got[:, 1:]).all()
+        left = s.copy()
+        np.put_along_axis(left, ind, np.inf, axis=1)
+        assert (left.min(1) >= got[:, -1] * (1 - 1e-13)).all()
+    ours = NearestNeighbors(n_neighbors=15, metric=metric).fit(x)
+    theirs = skn.NearestNeighbors(n_neighbors=15, metric=metric, algorithm="brute").fit(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn's conversion of the data to bool
+        d1, _ = ours.kneighbors(xt)
+        d2, _ = theirs.kneighbors(xt)
+        r1 = ours.radius_neighbors(xt, radius=float(np.median(d2[:, 7])), return_distance=False)
+        r2 = theirs.radius_neighbors(xt, radius=float(np.median(d2[:, 7])),
+                                     return_distance=False)
+    np.testing.assert_allclose(d1, d2, rtol=1e-12)  # the k smallest values, whatever the ties
+    near = (np.abs(s - np.median(d2[:, 7])) < 1e-12).any(1)  # a row on the boundary
+    assert all(sorted(a) == sorted(b) for a, b, n in zip(r1, r2, near) if not n)

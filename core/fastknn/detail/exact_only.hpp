@@ -21,10 +21,10 @@
 namespace fastknn::detail
 {
 
-/// The search of an exact-only metric (Chebyshev, Minkowski): no pre-selection, every query
-/// scans the whole database with exact scores (ExactScanKernel), in launches of about 2^30
-/// coordinate pairs so that progress is reported and a stop is honoured between them. Memory:
-/// one k-wide buffer per query of a launch, within the plan's workspace.
+/// The search of an exact-only metric (Chebyshev, Minkowski, Canberra, ...; exact_only): no
+/// pre-selection, every query scans the whole database with exact scores (ExactScanKernel), in
+/// launches of about 2^30 coordinate pairs so that progress is reported and a stop is honoured
+/// between them. Memory: one k-wide buffer per query of a launch, within the plan's workspace.
 template <Metric M, class ExecSpace, class XV, class QV, class T, class MS>
 void run_exact_scan(ExecSpace const &space, XV const &database, QV const &queries, Plan const &plan,
                     SearchOptions const &opt, Neighbors<MS, T> const &result)
@@ -56,7 +56,7 @@ void run_exact_scan(ExecSpace const &space, XV const &database, QV const &querie
                                                 .k = plan.k,
                                                 .exclude_self = opt.exclude_self,
                                                 .segments = 1,
-                                                .param = metric_param(opt.minkowski_p)};
+                                                .param = metric_param(opt.metric, opt.minkowski_p)};
   ProgressReporter progress(opt.progress);
   for (std::size_t q0 = 0; q0 < q; q0 += tile)
   {

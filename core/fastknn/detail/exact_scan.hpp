@@ -62,7 +62,7 @@ struct ExactScanKernel
       team.team_barrier();
       Kokkos::parallel_for(
           Kokkos::TeamThreadRange(team, rows), [&](std::size_t r)
-          { keys[r] = key_of<M, T>(exact_score<M>(queries, qg, database, b0 + r, d, param)); });
+          { keys[r] = key_of<M, T>(scan_score<M>(queries, qg, database, b0 + r, d, param)); });
       team.team_barrier();
       Kokkos::single(Kokkos::PerTeam(team),
                      [&]()
@@ -107,7 +107,7 @@ struct ExactScanKernel
       team.team_barrier(); // the previous block's keys are no longer read
       Kokkos::parallel_for(
           Kokkos::TeamThreadRange(team, rows), [&](std::size_t r)
-          { keys[r] = key_of<M, T>(exact_score<M>(queries, qg, database, b0 + r, d, param)); });
+          { keys[r] = key_of<M, T>(scan_score<M>(queries, qg, database, b0 + r, d, param)); });
       team.team_barrier();
       team_offer(
           team, select, buf, rows, static_cast<index_type>(b0),

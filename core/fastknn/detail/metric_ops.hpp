@@ -36,11 +36,21 @@ KOKKOS_INLINE_FUNCTION constexpr bool uses_dot(Metric m)
   return m == Metric::L2 || m == Metric::L2Squared || m == Metric::InnerProduct ||
          m == Metric::Cosine;
 }
-/// Metrics without a fast pre-selection: every pair is scored exactly (in double, the exact
-/// scan of exact_scan.hpp), so the ranking is that of the exact scores by construction.
+/// Metrics without a fast pre-selection (Chebyshev and every metric declared after it): every
+/// pair is scored exactly (in double, the exact scan of exact_scan.hpp), so the ranking is that
+/// of the exact scores by construction.
 KOKKOS_INLINE_FUNCTION constexpr bool exact_only(Metric m)
 {
-  return m == Metric::Chebyshev || m == Metric::Minkowski;
+  return int(m) >= int(Metric::Chebyshev);
+}
+/// The exact-only metrics share one instantiation of the search, this value's: their scores
+/// dispatch on the run-time metric (MetricParam::metric) once per pair, so a dozen metrics cost
+/// the library's build one search's compile time, not a dozen.
+inline constexpr Metric exact_only_family = Metric::Chebyshev;
+/// The metrics that count true/false coordinate pairs (true: non-zero).
+KOKKOS_INLINE_FUNCTION constexpr bool is_boolean(Metric m)
+{
+  return int(m) >= int(Metric::Jaccard);
 }
 /// Metrics for which the data is centred first: translation does not change L2 distances but
 /// shrinks the norms, and with them the cancellation error of the norm expansion.
@@ -120,18 +130,21 @@ KOKKOS_INLINE_FUNCTION double portable_pow(double x, double p)
   return Kokkos::ldexp(ex, int(n));
 }
 
-/// Run-time parameters of a metric's exact score: Minkowski's p (for the other metrics unread).
-/// `whole` is p when p is a whole number up to 32 (its powers are products, 0 otherwise).
+/// Run-time parameters of an exact-only metric's score: which metric, and Minkowski's p (for
+/// the other metrics unread). `whole` is p when p is a whole number up to 32 (its powers are
+/// products, 0 otherwise).
 struct MetricParam
 {
+  Metric metric = exact_only_family;
   double p = 2;
   double inv_p = 0.5;
   int whole = 2;
 };
 
-inline MetricParam metric_param(double p)
+inline MetricParam metric_param(Metric metric, double p)
 {
   MetricParam mp;
+  mp.metric = metric;
   mp.p = p;
   mp.inv_p = 1 / p;
   mp.whole = p == Kokkos::round(p) && p >= 1 && p <= 32 ? int(p) : 0;
@@ -232,6 +245,57 @@ KOKKOS_FORCEINLINE_FUNCTION double exact_combine(double const (&s)[exact_partial
   }
 }
 
+/// The exact-only metrics' scores from their eight partial sums (s, qq, xx: what exact_score's
+/// loop adds for the metric), combined pairwise; counts are exact integers in double, so every
+/// boolean metric and Hamming is its true value rounded once (one division).
+template <Metric M>
+KOKKOS_INLINE_FUNCTION double
+exact_only_combine(double const (&s)[exact_partial_sums], double const (&qq)[exact_partial_sums],
+                   double const (&xx)[exact_partial_sums], std::size_t d, MetricParam const &mp)
+{
+  auto total = [](double const(&v)[exact_partial_sums])
+  { return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])); };
+  double const dim = double(d);
+  if constexpr (M == Metric::Chebyshev)
+    return Kokkos::fmax(Kokkos::fmax(Kokkos::fmax(s[0], s[1]), Kokkos::fmax(s[2], s[3])),
+                        Kokkos::fmax(Kokkos::fmax(s[4], s[5]), Kokkos::fmax(s[6], s[7])));
+  else if constexpr (M == Metric::Minkowski)
+    return minkowski_root(total(s), mp);
+  else if constexpr (M == Metric::Canberra)
+    return total(s);
+  else if constexpr (M == Metric::BrayCurtis)
+  {
+    double const den = total(qq);
+    return den > 0 ? total(s) / den : 0.0;
+  }
+  else if constexpr (M == Metric::Hamming)
+    return total(s) / dim;
+  else
+  {
+    double const tt = total(s), tf = total(qq), ft = total(xx), neq = tf + ft;
+    if constexpr (M == Metric::Jaccard)
+      return tt + neq > 0 ? neq / (tt + neq) : 0.0;
+    else if constexpr (M == Metric::Dice)
+      return neq / (2 * tt + neq);
+    else if constexpr (M == Metric::Kulsinski)
+      return (neq - tt + dim) / (neq + dim);
+    else if constexpr (M == Metric::Matching)
+      return neq / dim;
+    else if constexpr (M == Metric::RogersTanimoto || M == Metric::SokalMichener)
+      return 2 * neq / (dim + neq);
+    else if constexpr (M == Metric::RussellRao)
+      return (dim - tt) / dim;
+    else if constexpr (M == Metric::SokalSneath)
+      return 2 * neq / (tt + 2 * neq);
+    else
+    {
+      static_assert(M == Metric::Yule);
+      double const half = tf * ft, ff = dim - tt - neq;
+      return half == 0 ? 0.0 : 2 * half / (tt * ff + half);
+    }
+  }
+}
+
 /// Exact internal score in double from the original rows (smaller is better): squared
 /// distance for L2 and L2Squared, L1 distance, minus the inner product, minus the cosine.
 template <Metric M, class QV, class XV>
@@ -274,6 +338,27 @@ KOKKOS_INLINE_FUNCTION double exact_score(QV const &queries, std::size_t qi, XV 
       s[l] = Kokkos::fmax(s[l], Kokkos::fabs(a - b));
     else if constexpr (M == Metric::Minkowski)
       s[l] = minkowski_add(Kokkos::fabs(a - b), mp, s[l]);
+    else if constexpr (M == Metric::Canberra)
+    {
+      double const den = Kokkos::fabs(a) + Kokkos::fabs(b);
+      if (den > 0)
+        s[l] += Kokkos::fabs(a - b) / den;
+    }
+    else if constexpr (M == Metric::BrayCurtis)
+    {
+      s[l] += Kokkos::fabs(a - b);
+      qq[l] += Kokkos::fabs(a + b);
+    }
+    else if constexpr (M == Metric::Hamming)
+      s[l] += a != b ? 1.0 : 0.0;
+    else if constexpr (is_boolean(M))
+    {
+      // counts of (true, true), (true, false) and (false, true): exact in double
+      bool const ta = a != 0, tb = b != 0;
+      s[l] += ta && tb ? 1.0 : 0.0;
+      qq[l] += ta && !tb ? 1.0 : 0.0;
+      xx[l] += !ta && tb ? 1.0 : 0.0;
+    }
     else
     {
       s[l] = Kokkos::fma(a, b, s[l]);
@@ -290,13 +375,62 @@ KOKKOS_INLINE_FUNCTION double exact_score(QV const &queries, std::size_t qi, XV 
       term(l, p + l);
   for (int l = 0; p < d; ++p, ++l)
     term(l, p);
-  if constexpr (M == Metric::Chebyshev)
-    return Kokkos::fmax(Kokkos::fmax(Kokkos::fmax(s[0], s[1]), Kokkos::fmax(s[2], s[3])),
-                        Kokkos::fmax(Kokkos::fmax(s[4], s[5]), Kokkos::fmax(s[6], s[7])));
-  else if constexpr (M == Metric::Minkowski)
-    return minkowski_root(((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])), mp);
+  if constexpr (exact_only(M))
+    return exact_only_combine<M>(s, qq, xx, d, mp);
   else
     return exact_combine<M>(s, qq, xx);
+}
+
+/// The exact score of an exact-only metric chosen at run time (mp.metric): one dispatch per
+/// pair, to exact_score's loop for that metric.
+template <class QV, class XV>
+KOKKOS_INLINE_FUNCTION double exact_only_score(QV const &queries, std::size_t qi,
+                                               XV const &database, std::size_t xi, std::size_t d,
+                                               MetricParam const &mp)
+{
+  switch (mp.metric)
+  {
+  case Metric::Minkowski:
+    return exact_score<Metric::Minkowski>(queries, qi, database, xi, d, mp);
+  case Metric::Canberra:
+    return exact_score<Metric::Canberra>(queries, qi, database, xi, d, mp);
+  case Metric::BrayCurtis:
+    return exact_score<Metric::BrayCurtis>(queries, qi, database, xi, d, mp);
+  case Metric::Hamming:
+    return exact_score<Metric::Hamming>(queries, qi, database, xi, d, mp);
+  case Metric::Jaccard:
+    return exact_score<Metric::Jaccard>(queries, qi, database, xi, d, mp);
+  case Metric::Dice:
+    return exact_score<Metric::Dice>(queries, qi, database, xi, d, mp);
+  case Metric::Kulsinski:
+    return exact_score<Metric::Kulsinski>(queries, qi, database, xi, d, mp);
+  case Metric::Matching:
+    return exact_score<Metric::Matching>(queries, qi, database, xi, d, mp);
+  case Metric::RogersTanimoto:
+    return exact_score<Metric::RogersTanimoto>(queries, qi, database, xi, d, mp);
+  case Metric::RussellRao:
+    return exact_score<Metric::RussellRao>(queries, qi, database, xi, d, mp);
+  case Metric::SokalMichener:
+    return exact_score<Metric::SokalMichener>(queries, qi, database, xi, d, mp);
+  case Metric::SokalSneath:
+    return exact_score<Metric::SokalSneath>(queries, qi, database, xi, d, mp);
+  case Metric::Yule:
+    return exact_score<Metric::Yule>(queries, qi, database, xi, d, mp);
+  default:
+    return exact_score<Metric::Chebyshev>(queries, qi, database, xi, d, mp);
+  }
+}
+
+/// The score the exact scan ranks by: exact_score<M>, or for the exact-only family the run-time
+/// metric's.
+template <Metric M, class QV, class XV>
+KOKKOS_INLINE_FUNCTION double scan_score(QV const &queries, std::size_t qi, XV const &database,
+                                         std::size_t xi, std::size_t d, MetricParam const &mp)
+{
+  if constexpr (exact_only(M))
+    return exact_only_score(queries, qi, database, xi, d, mp);
+  else
+    return exact_score<M>(queries, qi, database, xi, d);
 }
 
 /// Partial sum `lane` of exact_score (its terms p = lane, lane + 8, ... in that order), for

@@ -34,6 +34,30 @@
 namespace fastknn::detail
 {
 
+/// The exact-only metrics' own refusals: Minkowski's p and powers that overflow double; Dice
+/// and Sokal-Sneath between two all-false (all-zero) rows, where they are 0 / 0.
+inline void check_exact_only(SearchOptions const &opt, RowStats const &xs, RowStats const &qs,
+                             double biggest, std::size_t d)
+{
+  if (opt.metric == Metric::Minkowski)
+  {
+    double const p = opt.minkowski_p;
+    require(p > 0 && p < Kokkos::Experimental::infinity_v<double>,
+            "minkowski_p = " + std::to_string(p) +
+                " is not a finite number > 0; use Metric::Chebyshev for p = infinity");
+    // The exact score's sum of p-th powers must stay finite in double: (2 max|v|)^p d < 2^1000.
+    double const widest = 2 * biggest;
+    require(!(widest > 0) || p * Kokkos::log2(widest) + Kokkos::log2(double(d)) < 1000,
+            "input values up to " + std::to_string(biggest) + " raised to p = " +
+                std::to_string(p) + " overflow double; scale the data down or lower p");
+  }
+  if (opt.metric == Metric::Dice || opt.metric == Metric::SokalSneath)
+    require(!(xs.min_norm2 == 0 && qs.min_norm2 == 0),
+            std::string(metric_name(opt.metric)) +
+                " is undefined (0 / 0) between two all-zero rows, and both the database and "
+                "the queries have one; remove the zero rows or use jaccard");
+}
+
 /// Refuses inputs the search cannot answer exactly: non-finite values, values whose fast score
 /// would overflow T, zero rows for cosine.
 template <Metric M, class T>
@@ -62,18 +86,8 @@ void check_inputs(RowStats const &xs, RowStats const &qs, std::size_t d, SearchO
           "input values up to " + std::to_string(biggest) + " exceed " + std::to_string(limit) +
               ", where this metric's accumulation overflows in this precision; scale the data "
               "down (or pass double Views)");
-  if constexpr (M == Metric::Minkowski)
-  {
-    double const p = opt.minkowski_p;
-    require(p > 0 && p < Kokkos::Experimental::infinity_v<double>,
-            "minkowski_p = " + std::to_string(p) +
-                " is not a finite number > 0; use Metric::Chebyshev for p = infinity");
-    // The exact score's sum of p-th powers must stay finite in double: (2 max|v|)^p d < 2^1000.
-    double const widest = 2 * biggest;
-    require(!(widest > 0) || p * Kokkos::log2(widest) + Kokkos::log2(double(d)) < 1000,
-            "input values up to " + std::to_string(biggest) + " raised to p = " +
-                std::to_string(p) + " overflow double; scale the data down or lower p");
-  }
+  if constexpr (exact_only(M)) // the family's one instantiation: the metric is opt.metric
+    check_exact_only(opt, xs, qs, biggest, d);
   if constexpr (M == Metric::Cosine)
   {
     require(xs.min_norm2 > 0, "a database row is all zeros: the cosine similarity is undefined "
@@ -190,10 +204,13 @@ constexpr void check_view()
                 "fastknn: database and queries must be accessible from the execution space");
 }
 
-/// Calls f.template operator()<M>() for the run-time metric.
+/// Calls f.template operator()<M>() for the run-time metric (exact_only_family for every
+/// exact-only metric).
 template <class F>
 decltype(auto) with_metric(Metric metric, F &&f)
 {
+  if (exact_only(metric)) // one instantiation for all of them (metric_ops.hpp)
+    return f.template operator()<exact_only_family>();
   switch (metric)
   {
   case Metric::L2Squared:
@@ -206,10 +223,8 @@ decltype(auto) with_metric(Metric metric, F &&f)
     return f.template operator()<Metric::InnerProduct>();
   case Metric::Cosine:
     return f.template operator()<Metric::Cosine>();
-  case Metric::Chebyshev:
-    return f.template operator()<Metric::Chebyshev>();
-  case Metric::Minkowski:
-    return f.template operator()<Metric::Minkowski>();
+  default:
+    break;
   }
   throw Error("unknown metric value " + std::to_string(int(metric)));
 }
