@@ -44,8 +44,7 @@ KOKKOS_INLINE_FUNCTION constexpr bool exact_only(Metric m)
   return int(m) >= int(Metric::Chebyshev);
 }
 /// The exact-only metrics share one instantiation of the search, this value's: their scores
-/// dispatch on the run-time metric (MetricParam::metric) once per pair, so a dozen metrics cost
-/// the library's build one search's compile time, not a dozen.
+/// dispatch on the run-time metric (MetricParam::metric) once per pair (compile time).
 inline constexpr Metric exact_only_family = Metric::Chebyshev;
 /// The metrics that count true/false coordinate pairs (true: non-zero).
 KOKKOS_INLINE_FUNCTION constexpr bool is_boolean(Metric m)
@@ -336,8 +335,7 @@ KOKKOS_INLINE_FUNCTION double exact_score(QV const &queries, std::size_t qi, XV 
       s[l] += Kokkos::fabs(a - b);
     else if constexpr (M == Metric::Chebyshev)
     {
-      // a ternary, not fmax: fmax's NaN rule makes it a libm call per coordinate in GCC (6x
-      // slower, measured); the inputs are finite
+      // a ternary, not fmax (a libm call per coordinate in GCC: 6x slower); inputs are finite
       double const t = Kokkos::fabs(a - b);
       s[l] = s[l] < t ? t : s[l];
     }
@@ -358,9 +356,8 @@ KOKKOS_INLINE_FUNCTION double exact_score(QV const &queries, std::size_t qi, XV 
       s[l] += a != b ? 1.0 : 0.0;
     else if constexpr (is_boolean(M))
     {
-      // counts of (true, true) pairs and of true coordinates in each row, exact in double
-      // (|v| > 0 rather than v != 0: an ordered comparison, which GCC turns into a vector
-      // compare instead of branches; 3x faster, measured; the inputs are finite)
+      // counts of (true, true) pairs and of each row's true coordinates, exact in double;
+      // |v| > 0, not v != 0: GCC vectorises the ordered compare (3x faster), inputs are finite
       double const ta = Kokkos::fabs(a) > 0 ? 1.0 : 0.0, tb = Kokkos::fabs(b) > 0 ? 1.0 : 0.0;
       s[l] += ta * tb;
       qq[l] += ta;
