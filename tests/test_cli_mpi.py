@@ -82,6 +82,38 @@ def main():
             check(ok, f"{metric} k={k} exclude_self={self_}: -np {ranks} byte-identical "
                       f"({err.strip()[-200:] if rc != 0 else ''})")
 
+    print("search --radius: every rank count gives the single-process files")
+    xi = np.round(x * 2).astype(np.float32)  # integer values: rows exactly on the radius
+    qi = np.round(q * 2).astype(np.float32)
+    xip, qip = os.path.join(tmp, "xi.npy"), os.path.join(tmp, "qi.npy")
+    np.save(xip, xi)
+    np.save(qip, qi)
+    for metric, radius, self_ in [("sqeuclidean", 70, False), ("l1", 22, True), ("ip", 6, False)]:
+        io = ["--exclude-self"] if self_ else ["--queries", qip]
+        names = ("o", "i", "d")
+        base = [os.path.join(tmp, f"r{metric}_1_{s}.npy") for s in names]
+        rc, _, err = run([exe, "search", "--database", xip, *io, "--radius", str(radius),
+                          "--metric", metric, "--out-offsets", base[0], "--out-indices", base[1],
+                          "--out-distances", base[2], "-q", "--threads", "1"])
+        check(rc == 0, f"--radius {metric}: single-process search ({err.strip()[:200]})")
+        if rc == 0:
+            off, ind = np.load(base[0]), np.load(base[1])
+            check(off[-1] > len(off) and np.diff(off).min() < np.diff(off).max(),
+                  f"--radius {metric}: varying row counts ({off[-1]} pairs)")
+            if metric == "sqeuclidean":
+                dist = ((qi[:, None, :].astype(np.float64) - xi[None, :, :]) ** 2).sum(-1)
+                want = [np.lexsort((np.flatnonzero(r <= radius), r[r <= radius])) for r in dist]
+                want = np.concatenate([np.flatnonzero(r <= radius)[w] for r, w in zip(dist, want)])
+                check(np.array_equal(ind, want), "--radius: indices equal numpy's brute force")
+        for ranks in (2, 3):
+            out = [os.path.join(tmp, f"r{metric}_{ranks}_{s}.npy") for s in names]
+            rc, _, err = mpi(ranks, "search", "--database", xip, *io, "--radius", radius,
+                             "--metric", metric, "--out-offsets", out[0], "--out-indices", out[1],
+                             "--out-distances", out[2], "-q")
+            ok = rc == 0 and all(same_bytes(a, b) for a, b in zip(base, out))
+            check(ok, f"--radius {metric} exclude_self={self_}: -np {ranks} byte-identical "
+                      f"({err.strip()[-200:] if rc != 0 else ''})")
+
     print("search: failures on one rank")
     bad = os.path.join(tmp, "truncated.npy")
     with open(xp, "rb") as f:

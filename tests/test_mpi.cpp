@@ -292,6 +292,107 @@ TEST_CASE("distributed search: an error on one rank reaches every rank", "[mpi]"
   }
 }
 
+namespace
+{
+
+/// One distributed radius search checked against the reference on this rank's queries: each
+/// query's specified ranking (ft::spec_rank) cut at the radius, indices and values bit for bit.
+/// True when every rank passed.
+template <class T>
+bool check_radius(std::vector<T> const &x, std::size_t n, std::vector<T> const &q_all,
+                  std::size_t nq, std::size_t d, Metric m, bool self, double radius,
+                  std::vector<int> const &weight, std::size_t batch)
+{
+  Space space;
+  std::size_t const me = std::size_t(rank());
+  auto const db = split(n, weight);
+  auto const qs = self ? db : split(nq, {2, 0, 1});
+  std::size_t const a = db[me], b = db[me + 1], qa = qs[me], qb = qs[me + 1];
+  std::vector<T> const &qsrc = self ? x : q_all;
+  fastknn::RadiusOptions opt;
+  opt.metric = m;
+  opt.exclude_self = self;
+  opt.initial_k = 2; // rounds of the shards' searches
+  fastknn::mpi::Index<Space, decltype(ft::to_device(space, x, 0, d))> const index(
+      MPI_COMM_WORLD, space, ft::to_device(space, rows_of(x, d, a, b), b - a, d), m);
+  auto const found = index.radius_search(
+      space, ft::to_device(space, rows_of(qsrc, d, qa, qb), qb - qa, d), radius, opt, {batch});
+  auto const offsets = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.offsets);
+  auto const indices = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.indices);
+  auto const values = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.distances);
+  bool ok = offsets.extent(0) == qb - qa + 1 && offsets(0) == 0 &&
+            offsets(qb - qa) == indices.extent(0) && values.extent(0) == indices.extent(0);
+  for (std::size_t i = qa; ok && i < qb; ++i)
+  {
+    ft::Ranked const r =
+        ft::spec_rank<T>(x.data(), n, d, qsrc.data() + i * d, m, self ? i : std::size_t(-1));
+    std::size_t c = 0;
+    while (c < r.index.size() &&
+           (fastknn::is_similarity(m) ? r.value[c] >= radius : r.value[c] <= radius))
+      ++c;
+    std::size_t const o = offsets(i - qa);
+    ok = offsets(i - qa + 1) - o == c;
+    for (std::size_t j = 0; ok && j < c; ++j)
+      ok = indices(o + j) == r.index[j] && double(values(o + j)) == r.value[j];
+    if (!ok)
+      UNSCOPED_INFO("rank " << me << ": global query " << i << " differs from the reference");
+  }
+  return everywhere(ok);
+}
+
+} // namespace
+
+TEMPLATE_TEST_CASE("distributed radius search equals the reference", "[mpi][radius]", float, double)
+{
+  using T = TestType;
+  std::size_t const n = 113, nq = 29, d = 5;
+  // Integer values: ties within and across shards, rows on the radius.
+  auto const x = ft::integer_matrix<T>(n, d, 41u, 0, 4);
+  auto const q = ft::integer_matrix<T>(nq, d, 42u, 0, 4);
+  for (Metric m : {Metric::L2Squared, Metric::L2, Metric::L1, Metric::InnerProduct, Metric::Cosine,
+                   Metric::Chebyshev})
+    for (std::size_t at : {std::size_t(0), std::size_t(7), std::size_t(50), n - 1})
+    {
+      // A radius on the value of query 0's at-th row (rows on the boundary are inside).
+      double const radius = ft::spec_rank<T>(x.data(), n, d, q.data(), m).value[at];
+      for (auto const &w : std::vector<std::vector<int>>{{1}, {0, 3, 1, 2}})
+        for (bool self : {false, true})
+          for (std::size_t batch : {std::size_t(0), std::size_t(2)})
+          {
+            CAPTURE(fastknn::metric_name(m), at, radius, w.size(), self, batch);
+            CHECK(check_radius<T>(x, n, q, nq, d, m, self, radius, w, batch));
+          }
+    }
+}
+
+TEST_CASE("distributed radius search: errors and stops reach every rank", "[mpi][radius]")
+{
+  Space space;
+  int const me = rank(), last = ranks() - 1;
+  std::size_t const d = 3, n_mine = 10;
+  auto const xd = ft::to_device(
+      space, ft::random_matrix<double>(n_mine, d, 60u + unsigned(me), -1, 1), n_mine, d);
+  auto const qd = ft::to_device(space, ft::random_matrix<double>(4, d, 61u, -1, 1), 4, d);
+  fastknn::mpi::Index<Space, decltype(xd)> const index(MPI_COMM_WORLD, space, xd,
+                                                       Metric::L2Squared);
+  fastknn::RadiusOptions opt;
+  opt.metric = Metric::L2Squared;
+  double const nan = std::numeric_limits<double>::quiet_NaN();
+  CHECK(fails_everywhere([&] { index.radius_search(space, qd, me == last ? nan : 1.0, opt); },
+                         "radius is NaN"));
+  fastknn::RadiusOptions capped = opt;
+  capped.max_results = 5;
+  CHECK(
+      fails_everywhere([&] { index.radius_search(space, qd, 100.0, capped); }, "max_results = 5"));
+  fastknn::RadiusOptions stopped = opt;
+  stopped.progress = [me, last](double) { return me != last; };
+  CHECK(fails_everywhere([&] { index.radius_search(space, qd, 100.0, stopped, {1}); }, "stopped",
+                         true));
+  fastknn::RadiusOptions other = opt;
+  other.metric = Metric::L1;
+  CHECK(fails_everywhere([&] { index.radius_search(space, qd, 1.0, other); }, "built for metric"));
+}
+
 int main(int argc, char *argv[])
 {
   MPI_Init(&argc, &argv);

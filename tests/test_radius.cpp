@@ -101,6 +101,9 @@ TEMPLATE_LIST_TEST_CASE("radius_search: every metric, rows on the boundary, grow
       GENERATE(Metric::L2Squared, Metric::L2, Metric::L1, Metric::InnerProduct, Metric::Cosine);
   auto const self = GENERATE(false, true);
   auto const initial_k = GENERATE(1, 3, 32);
+  // With initial_k 3, the database is sampled first (every 16th row estimates each query's
+  // first k); otherwise not.
+  std::size_t const sample_from = initial_k == 3 ? 1 : ~std::size_t(0);
   std::size_t const n = 157, d = 11;
   // Integer values: many rows tie, and ties cross the radius.
   auto const x = integer_matrix<float>(n, d, 7, 1, 4);
@@ -110,11 +113,12 @@ TEMPLATE_LIST_TEST_CASE("radius_search: every metric, rows on the boundary, grow
   {
     double const radius = radius_at(x, n, q, d, metric, rank);
     INFO("metric " << metric_name(metric) << " self " << self << " initial_k " << initial_k
-                   << " radius " << radius);
+                   << " sample_from " << sample_from << " radius " << radius);
     RadiusOptions opt;
     opt.metric = metric;
     opt.exclude_self = self;
     opt.initial_k = initial_k;
+    opt.sample_from = sample_from;
     SearchStats stats;
     opt.stats = &stats;
     auto const xd = to_device(space, x, n, d);
@@ -141,13 +145,15 @@ TEMPLATE_LIST_TEST_CASE("radius_search: double values, small workspace batches, 
   auto const q = random_matrix<double>(nq, d, 12, -1, 1);
   auto const xd = to_device(space, x, n, d);
   auto const qd = to_device(space, q, nq, d);
+  auto const sample_from = GENERATE(~std::size_t(0), std::size_t(1));
   for (double radius : {-1.0, 0.0, radius_at(x, n, q, d, Metric::L2, 17), 2.5,
                         std::numeric_limits<double>::infinity()})
   {
-    INFO("radius " << radius);
+    INFO("radius " << radius << " sample_from " << sample_from);
     RadiusOptions opt;
     opt.metric = Metric::L2;
     opt.initial_k = 2;
+    opt.sample_from = sample_from;
     opt.workspace_bytes = std::size_t(1) << 20; // a few queries per batch in the last rounds
     auto const got = rows_to_host(radius_search(space, xd, qd, radius, opt));
     std::size_t const pairs = check_rows(got, x, n, q, nq, d, Metric::L2, radius, false);
@@ -210,6 +216,15 @@ TEMPLATE_LIST_TEST_CASE("radius_search: bad input and stops leave no result", "[
   int calls = 0;
   stopped.progress = [&](double) { return ++calls < 1; };
   CHECK_THROWS_AS(radius_search(space, index, qd, 100.0, stopped), Cancelled);
+  // Stopped, and refused, while the sample is searched (its pairs are a subset of the answer's).
+  stopped.sample_from = 1;
+  calls = 0;
+  CHECK_THROWS_AS(radius_search(space, index, qd, 100.0, stopped), Cancelled);
+  CHECK(calls == 1);
+  capped.sample_from = 1;
+  capped.max_results = 10;
+  CHECK_THROWS_WITH(radius_search(space, index, qd, 100.0, capped),
+                    ContainsSubstring("max_results = 10"));
   // Dimension mismatch: the k search's message.
   auto const wide = to_device(space, random_matrix<float>(3, d + 1, 32), 3, d + 1);
   CHECK_THROWS_AS(radius_search(space, index, wide, 1.0, opt), Error);

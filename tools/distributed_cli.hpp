@@ -298,9 +298,57 @@ struct SearchArgs
 {
   std::string database_path, queries_path, indices_path, distances_path;
   int k = 0;
-  fastknn::SearchOptions options;
+  fastknn::RadiusOptions options;
   RunOptions run;
+  std::optional<double> radius; // set: the radius search, with its offsets to offsets_path
+  std::string offsets_path;
 };
+
+/// search --radius under mpirun: each rank's queries' rows, gathered on rank 0 in query order
+/// (global offsets from the per-query counts), which writes the three outputs (all or none).
+int write_radius_distributed(
+    SearchArgs const &a,
+    fastknn::RadiusNeighbors<fastknn::DefaultBackend::memory_space> const &found,
+    std::size_t n_queries, double seconds)
+{
+  bool const root = MpiSession::active_session->rank() == 0;
+  auto const ho = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.offsets);
+  auto const hi = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.indices);
+  auto const hv = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.distances);
+  std::vector<std::int64_t> counts(ho.extent(0) - 1);
+  for (std::size_t i = 0; i + 1 < ho.extent(0); ++i)
+    counts[i] = std::int64_t(ho(i + 1) - ho(i));
+  std::vector<std::int64_t> const all_counts = all_rows(counts, MPI_INT64_T, true);
+  std::vector<fastknn::index_type> const all_i = all_rows(
+      std::vector<fastknn::index_type>(hi.data(), hi.data() + hi.size()), MPI_INT32_T, true);
+  std::vector<float> const all_v =
+      all_rows(std::vector<float>(hv.data(), hv.data() + hv.size()), MPI_FLOAT, true);
+  OutputSet outputs;
+  together(
+      [&]
+      {
+        stop_point();
+        if (!root)
+          return;
+        std::vector<std::int64_t> offsets(n_queries + 1, 0);
+        for (std::size_t i = 0; i < n_queries; ++i)
+          offsets[i + 1] = offsets[i] + all_counts[i];
+        outputs.write(a.offsets_path, [&](std::string const &p)
+                      { fastknn::io::write_npy_vector(p, offsets.data(), offsets.size()); });
+        outputs.write(a.indices_path, [&](std::string const &p)
+                      { fastknn::io::write_npy_vector(p, all_i.data(), all_i.size()); });
+        outputs.write(a.distances_path, [&](std::string const &p)
+                      { fastknn::io::write_npy_vector(p, all_v.data(), all_v.size()); });
+      });
+  outputs.commit();
+  if (root && !a.run.quiet)
+    std::printf("searched %zu queries, radius %g, metric %s: %zu pairs inside (%.1f per "
+                "query), %.3f s (%s, %d ranks)\n",
+                n_queries, *a.radius, std::string(fastknn::metric_name(a.options.metric)).c_str(),
+                all_i.size(), double(all_i.size()) / double(std::max<std::size_t>(n_queries, 1)),
+                seconds, fastknn::backend_name(), MpiSession::active_session->size());
+  return 0;
+}
 
 int search_distributed(SearchArgs const &a)
 {
@@ -327,7 +375,7 @@ int search_distributed(SearchArgs const &a)
       });
   std::size_t const n_queries = queries.file_rows;
   ProgressBar bar(verbose, n_queries);
-  fastknn::SearchOptions options = a.options;
+  fastknn::RadiusOptions options = a.options;
   options.progress = progress_to(bar);
   fastknn::SearchStats stats;
   options.stats = &stats;
@@ -335,6 +383,13 @@ int search_distributed(SearchArgs const &a)
   bar.start();
   auto const t0 = Clock::now();
   fastknn::mpi::Index<Space, SpaceMatrix> const index(MPI_COMM_WORLD, space, shard, options.metric);
+  if (a.radius)
+  {
+    auto const rows = index.radius_search(space, qd, *a.radius, options, {0, &dist});
+    double const seconds = seconds_since(t0);
+    close_progress_line();
+    return write_radius_distributed(a, rows, n_queries, seconds);
+  }
   auto const found = index.search(space, qd, a.k, options, {0, &dist});
   auto const hi = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.indices);
   auto const hv = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.distances);

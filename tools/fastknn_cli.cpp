@@ -786,12 +786,9 @@ int run_search(std::vector<std::string> args_in, std::vector<std::string> const 
 
   KokkosSession kokkos(kokkos_flags, run);
 #ifdef FASTKNN_CLI_MPI
-  if (distributed() && radius)
-    throw UsageError("--radius is not distributed yet: run it in one process (without mpirun)" +
-                     args.hint());
   if (distributed())
-    return search_distributed(
-        SearchArgs{database_path, queries_path, indices_path, distances_path, *k, options, run});
+    return search_distributed(SearchArgs{database_path, queries_path, indices_path, distances_path,
+                                         k.value_or(0), options, run, radius, offsets_path});
 #endif
   using Space = fastknn::DefaultBackend;
   Space space;

@@ -33,6 +33,7 @@
 #include <fastknn/error.hpp>
 #include <fastknn/index.hpp>
 #include <fastknn/options.hpp>
+#include <fastknn/radius.hpp>
 
 namespace fastknn::mpi
 {
@@ -118,6 +119,17 @@ public:
     detail::collectively(c, "", [&] { check_search(c, queries, q_rows, k, options); });
     return run(c, space, queries, q_rows, k, options, distributed);
   }
+
+  /// Every global row within `radius` of each of this rank's queries (distance <= radius;
+  /// similarity >= radius for inner product and cosine), as fastknn::radius_search over the
+  /// concatenated shards: compressed rows of global indices, best first, ties to the smaller
+  /// index. exclude_self and progress as in search(); max_results bounds this rank's answer and
+  /// each shard's part of a round (detail/mpi_radius.hpp).
+  template <class QueryView>
+  RadiusNeighbors<memory_space, value_type>
+  radius_search(ExecSpace const &space, QueryView const &queries, double radius,
+                RadiusOptions const &options = {},
+                DistributedOptions const &distributed = {}) const;
 
   Metric metric() const { return _metric; }
   std::size_t size() const { return _offsets.back(); }                  ///< global rows
@@ -446,6 +458,13 @@ private:
       i += off;
   }
 
+  /// The shard's rows within the radius of each of the g gathered queries: their counts, then
+  /// the pairs (global indices), query after query.
+  void search_shard_radius(ExecSpace const &space, std::vector<T> const &gathered, std::size_t g,
+                           double radius, RadiusOptions const &local,
+                           std::vector<unsigned long long> &counts, std::vector<index_type> &idx,
+                           std::vector<T> &val) const;
+
   /// Merges query i's sorted list from every shard into its global k best (without `self`).
   static void merge_one(bool similarity, int k, long long self, std::vector<int> const &ks,
                         std::vector<std::size_t> const &rdisp, std::size_t i,
@@ -517,3 +536,5 @@ search(MPI_Comm comm, ExecSpace const &space, DatabaseView const &shard, QueryVi
 }
 
 } // namespace fastknn::mpi
+
+#include <fastknn/detail/mpi_radius.hpp>

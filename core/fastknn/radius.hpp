@@ -11,8 +11,10 @@
 /// round, at most N), in batches whose Q x k results fit the workspace budget. A row on the
 /// boundary is decided on the distance the k search reports, computed exactly from the rows.
 ///
-/// Cost: one k search with options.initial_k for every query, then one more for each query with
-/// more rows inside than the k of the previous round (log8(count / initial_k) rounds at most).
+/// Cost: on a large database, first a radius search on a sample of its rows (1/16 or less of a
+/// scan) that estimates each query's count; then one k search with about that k (at least
+/// options.initial_k) for every query, and one more for each query with more rows inside than
+/// that k (few: the estimate has a margin of two standard deviations).
 
 #include <Kokkos_Core.hpp>
 #include <Kokkos_Profiling_ScopedRegion.hpp>
@@ -47,6 +49,11 @@ struct RadiusOptions : SearchOptions
   /// Refuse (fastknn::Error, no partial result) when more than this many (query, row) pairs are
   /// inside; 0: no limit but memory.
   std::size_t max_results = 0;
+  /// A database of at least this many rows is sampled first (every 16th row or sparser, at
+  /// most 65,536 rows): a radius search on the sample estimates each query's count, which sets
+  /// its first k (never below initial_k). Only the cost depends on it, never the answer.
+  /// SIZE_MAX: never sample.
+  std::size_t sample_from = 16384;
 };
 
 /// Result of a radius search: the rows of query q are indices(offsets(q) .. offsets(q + 1) - 1),
@@ -187,9 +194,9 @@ public:
     std::map<std::size_t, std::vector<std::size_t>> todo;
     if (_most > 0)
     {
-      auto &all = todo[std::min<std::size_t>(std::size_t(_options.initial_k), _most)];
+      std::vector<std::size_t> const first = first_round_k();
       for (std::size_t q = 0; q < _nq; ++q)
-        all.push_back(q);
+        todo[first[q]].push_back(q);
     }
     while (!todo.empty())
     {
@@ -218,6 +225,50 @@ public:
   }
 
   // (The steps below are public: nvcc refuses extended lambdas in private member functions.)
+
+  /// The k of each query's first round: initial_k, or on a database of options.sample_from rows
+  /// or more, an estimate of the query's count. A radius search on every s-th row (s >= 16, at
+  /// most 65,536 rows, the same queries and radius) finds c of them inside; the database then
+  /// holds about s c rows inside, rarely more than s (c + 2 sqrt(c) + 1) (two binomial standard
+  /// deviations and one row), which, rounded up to a step of 2^(1/4) (few distinct k), is the
+  /// first k. An underestimate costs one more round, an overestimate a larger k: never the answer.
+  std::vector<std::size_t> first_round_k()
+  {
+    std::size_t const least = std::min<std::size_t>(std::size_t(_options.initial_k), _most);
+    std::vector<std::size_t> first(_nq, least);
+    if (_n < _options.sample_from)
+      return first;
+    std::size_t const step = std::max<std::size_t>(16, (_n + 65535) / 65536);
+    std::size_t const ns = (_n + step - 1) / step, d = _index.dimension();
+    using Rows = Kokkos::View<T **, Kokkos::LayoutRight, MS>;
+    Rows const rows(Kokkos::view_alloc(_space, Kokkos::WithoutInitializing,
+                                       std::string("fastknn::radius::sample")),
+                    ns, d);
+    auto const database = _index.database();
+    Kokkos::parallel_for(
+        "fastknn::radius::sample", Kokkos::RangePolicy<ExecSpace>(_space, 0, ns * d),
+        KOKKOS_LAMBDA(std::size_t i) { rows(i / d, i % d) = database((i / d) * step, i % d); });
+    Index<ExecSpace, Rows> const sample(_space, rows, _index.metric(), borrow_data);
+    RadiusOptions options = _options;
+    options.exclude_self = false;
+    options.stats = nullptr;
+    options.sample_from = ~std::size_t(0);
+    // Stopping works during the sample's search too; its progress is not reported (it is a
+    // small part of the work).
+    if (_options.progress)
+      options.progress = [this](double) { return _options.progress(0.0); };
+    auto const found =
+        RadiusRounds<ExecSpace, Rows, QueryView>(_space, sample, _queries, _radius, options).run();
+    auto const offsets = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.offsets);
+    for (std::size_t q = 0; q < _nq; ++q)
+    {
+      double const c = double(offsets(q + 1) - offsets(q));
+      double const rows_inside = double(step) * (c + 2.0 * std::sqrt(c) + 1.0);
+      double const k = std::ceil(std::exp2(std::ceil(4.0 * std::log2(rows_inside)) / 4.0));
+      first[q] = k >= double(_most) ? _most : std::max(least, std::size_t(k));
+    }
+    return first;
+  }
 
   /// The k search of one batch of queries (`ids`; the queries in place when they are all).
   Found search_batch(Ids const &ids, std::size_t nb, std::size_t searched, bool all)

@@ -559,7 +559,21 @@ def test_radius_estimators_and_transformers_as_sklearn():
         RadiusNeighborsClassifier(metric="correlation").fit(x, y)
 
 
-def test_pipelines_through_the_transformers_as_sklearn():
+def pipeline_sets():
+    """(name, rows, DBSCAN's eps): 600 digits and 1,500 Fashion-MNIST training images, jittered
+    so that no distances tie and the graphs are unique (up to rounding)."""
+    yield "digits", load_digits().data[:600] + np.random.default_rng(3).uniform(0, 1e-3, (600, 64)), 20.0
+    path = os.path.join(FASHION, "train-images-idx3-ubyte.gz")
+    if not os.path.exists(path):
+        if REQUIRE_DATA:
+            raise AssertionError(f"{FASHION} is absent (Debian package dataset-fashion-mnist)")
+        return
+    x = read_idx(path)[:1500].astype(np.float64)
+    yield "fashion", x + np.random.default_rng(3).uniform(0, 1e-3, x.shape), 1000.0
+
+
+@pytest.mark.parametrize("which", ["digits", "fashion"])
+def test_pipelines_through_the_transformers_as_sklearn(which):
     """DBSCAN, Isomap and TSNE on fastknn's neighbour graphs give what they give on
     scikit-learn's (the same graphs, so the same labels and embeddings for the same seeds)."""
     from sklearn.cluster import DBSCAN
@@ -567,11 +581,13 @@ def test_pipelines_through_the_transformers_as_sklearn():
     from sklearn.pipeline import make_pipeline
 
     from fastknn.sklearn import KNeighborsTransformer, RadiusNeighborsTransformer
-    # Jittered digits: no tied distances, so the graphs are unique (up to rounding).
-    x = load_digits().data[:600] + np.random.default_rng(3).uniform(0, 1e-3, (600, 64))
-    ours = make_pipeline(RadiusNeighborsTransformer(radius=20.0, mode="distance"),
-                         DBSCAN(eps=20.0, min_samples=5, metric="precomputed")).fit(x)
-    theirs = DBSCAN(eps=20.0, min_samples=5).fit(x)
+    sets = [(x, eps) for name, x, eps in pipeline_sets() if name == which]
+    if not sets:
+        pytest.skip(f"{FASHION} is absent (FASTKNN_REQUIRE_TEST_DATA=1 makes this a failure)")
+    x, eps = sets[0]
+    ours = make_pipeline(RadiusNeighborsTransformer(radius=eps, mode="distance"),
+                         DBSCAN(eps=eps, min_samples=5, metric="precomputed")).fit(x)
+    theirs = DBSCAN(eps=eps, min_samples=5).fit(x)
     labels = ours[-1].labels_
     np.testing.assert_array_equal(labels, theirs.labels_)
     assert len(set(labels)) > 3
