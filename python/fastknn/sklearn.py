@@ -312,7 +312,11 @@ class _Searches:
         (sort_results), or by index as scikit-learn's brute force leaves them."""
         off, ind, dist = self._radius_rows_sorted(Q, radius, query_is_train)
         if not sort_results and ind.size:
-            order = np.lexsort((ind, np.repeat(np.arange(off.size - 1), np.diff(off))))
+            # By (query, index): one int64 key (query x n_samples_fit + index); a third of a
+            # two-key lexsort's time.
+            key = np.repeat(np.arange(off.size - 1, dtype=np.int64) * self.n_samples_fit_,
+                            np.diff(off)) + ind
+            order = np.argsort(key, kind="stable")
             ind, dist = ind[order], dist[order]
         return off, ind, dist
 
@@ -327,7 +331,8 @@ class _Searches:
         # into 1 - s as kneighbors does, keep those <= radius: a prefix of each row, as 1 - s
         # does not decrease along it.
         margin = 1e-4
-        per_query = [(np.empty(0, np.int64), np.empty(0, dtype)) for _ in range(n_q)]
+        counts = np.zeros(n_q, np.int64)
+        ind, dist = np.empty(0, np.int64), np.empty(0, dtype)
         q_zero = ~np.any(Q != 0, axis=1)
         if index is not None and (~q_zero).any():
             nz_q = np.flatnonzero(~q_zero)
@@ -344,14 +349,18 @@ class _Searches:
                 rows_of = np.arange(nz_q.size)
             dist = 1.0 - sim
             np.maximum(dist, 0, out=dist)
-            train_of = self._nonzero_rows if self._zero_rows is not None else None
-            for qi, r in zip(nz_q, rows_of):
-                lo, hi = off[r], off[r + 1]
-                keep = np.count_nonzero(dist[lo:hi] <= radius)
-                i = ind[lo:lo + keep]
-                per_query[qi] = (i if train_of is None else train_of[i], dist[lo:lo + keep])
+            # The kept pairs of each searched row (a prefix), in order: rows_of is increasing.
+            keep = dist <= radius
+            before = np.concatenate([[0], np.cumsum(keep)])
+            counts[nz_q] = (before[off[1:]] - before[off[:-1]])[rows_of]
+            ind, dist = ind[keep].astype(np.int64), dist[keep]
+            if self._zero_rows is not None:
+                ind = self._nonzero_rows[ind]
+        off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         # Pairs with a row of zeros are at distance 1 (scikit-learn's convention).
         if radius >= 1 and (self._zero_rows is not None or q_zero.any()):
+            per_query = [(ind[off[qi]:off[qi + 1]], dist[off[qi]:off[qi + 1]])
+                         for qi in range(n_q)]
             everything = np.arange(self.n_samples_fit_)
             for qi in range(n_q):
                 extra = everything if q_zero[qi] else (
@@ -364,10 +373,10 @@ class _Searches:
                 d = d[first]
                 o = np.lexsort((i, d))
                 per_query[qi] = (i[o], d[o])
-        counts = np.array([p[0].size for p in per_query], dtype=np.int64)
-        off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        ind = np.concatenate([p[0] for p in per_query]) if n_q else np.empty(0, np.int64)
-        dist = np.concatenate([p[1] for p in per_query]) if n_q else np.empty(0, dtype)
+            counts = np.array([p[0].size for p in per_query], dtype=np.int64)
+            off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            ind = np.concatenate([p[0] for p in per_query]) if n_q else np.empty(0, np.int64)
+            dist = np.concatenate([p[1] for p in per_query]) if n_q else np.empty(0, dtype)
         return off, ind.astype(np.int64, copy=False), dist.astype(dtype, copy=False)
 
     def radius_neighbors(self, X=None, radius=None, return_distance=True, sort_results=False):
