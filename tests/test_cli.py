@@ -454,6 +454,55 @@ def test_radius(exe, tmp):
           "--radius 0 --exclude-self: each row's exact duplicates, never itself")
 
 
+def test_groundtruth(exe, tmp):
+    print("groundtruth: the database streamed in blocks gives search's lists and numpy's")
+    rng = np.random.default_rng(51)
+    n, nq, d, k = 3001, 37, 24, 10
+    for ext, dt, lo, hi in (("u8bin", np.uint8, 0, 256), ("i8bin", np.int8, -128, 128),
+                            ("fbin", np.float32, -3, 4)):
+        x = rng.integers(lo, hi, (n, d)).astype(dt)
+        x[1000::500] = x[7]  # duplicates in several blocks: ties across blocks
+        q = rng.integers(lo, hi, (nq, d)).astype(np.float32)
+        q[0] = x[7]
+        xp, qp = os.path.join(tmp, f"gt.{ext}"), os.path.join(tmp, "gt_q.npy")
+        with open(xp, "wb") as f:
+            f.write(struct.pack("<II", n, d) + x.tobytes())
+        np.save(qp, q)
+        for metric, rows in (("l2", None), ("ip", None), ("l1", (500, 2500))):
+            base = os.path.join(tmp, f"gt_{ext}_{metric}")
+            sl = ["--rows", f"{rows[0]}:{rows[1]}"] if rows else []
+            rc, out, err = run(exe, "groundtruth", "--database", xp, "--queries", qp, "-k", k,
+                               "--metric", metric, "--out", base, "--memory", "300K", *sl)
+            blocks = int(out.split(" blocks of")[0].split()[-1]) if "blocks of" in out else 0
+            check(rc == 0 and blocks > 1, f"{ext} {metric}: exit 0, {blocks} blocks ({err.strip()!r})")
+            if rc != 0:
+                continue
+            gi, gd = np.load(base + ".indices.npy"), np.load(base + ".distances.npy")
+            raw = open(base + ".bin", "rb").read()
+            nk = struct.unpack("<II", raw[:8])
+            ids = np.frombuffer(raw[8:8 + 4 * nq * k], np.int32).reshape(nq, k)
+            dist = np.frombuffer(raw[8 + 4 * nq * k:], np.float32).reshape(nq, k)
+            check(nk == (nq, k) and np.array_equal(ids, gi) and np.array_equal(dist, gd) and
+                  len(raw) == 8 + 8 * nq * k, f"{ext} {metric}: the .bin file holds the same lists")
+            a, b = rows or (0, n)
+            ref_i, ref_v = brute_force(x[a:b].astype(np.float32), q, k, metric)
+            check(np.array_equal(gi, ref_i + a) and np.array_equal(gd, ref_v.astype(np.float32)),
+                  f"{ext} {metric}: rows and values equal numpy's (ties to the smaller row)")
+            if rows:
+                continue
+            si, sd = os.path.join(tmp, "gt_si.npy"), os.path.join(tmp, "gt_sd.npy")
+            rc, _, err = run(exe, "search", "--database", xp, "--queries", qp, "-k", k,
+                             "--metric", metric, "--out-indices", si, "--out-distances", sd, "-q")
+            check(rc == 0 and open(si, "rb").read() == open(base + ".indices.npy", "rb").read()
+                  and open(sd, "rb").read() == open(base + ".distances.npy", "rb").read(),
+                  f"{ext} {metric}: byte-identical to search over the whole file")
+    rc, _, err = run(exe, "groundtruth", "--database", xp, "--queries", qp, "-k", 2000,
+                     "--out", os.path.join(tmp, "gt_big"), "--memory", "1M")
+    check(rc == 1 and "--memory" in err and one_error_line(err) and
+          not os.path.exists(os.path.join(tmp, "gt_big.bin")),
+          f"lists over half of --memory: refused, saying what fits ({err.strip()!r})")
+
+
 def test_interrupt(exe, tmp):
     print("Ctrl-C stops a long search at once and leaves the output paths as they were")
     rng = np.random.default_rng(7)
@@ -505,6 +554,7 @@ def main():
         test_malformed(a.exe, tmp)
         test_search(a.exe, tmp)
         test_radius(a.exe, tmp)
+        test_groundtruth(a.exe, tmp)
         test_interrupt(a.exe, tmp)
         test_fashion(a.exe, a.data)
     if FAILURES:

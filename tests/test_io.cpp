@@ -942,3 +942,71 @@ TEST_CASE("read_matrix rejects unknown formats", "[io][matrix][errors]")
   write_bytes(q, {0, 0});
   check_error([&] { io::read_matrix(q); }, q, "unrecognised file format");
 }
+
+TEST_CASE("big-ann-benchmarks .fbin, .u8bin, .i8bin and ground-truth files", "[io][bin]")
+{
+  TempDir t;
+  auto const header = [](std::uint32_t n, std::uint32_t d)
+  {
+    Bytes b(8);
+    io::detail::store_uint_le(n, b.data());
+    io::detail::store_uint_le(d, b.data() + 4);
+    return b;
+  };
+  // 3 x 2 of each type; the values are exact in float.
+  Bytes u8 = header(3, 2), i8 = header(3, 2), f32 = header(3, 2);
+  std::vector<float> const want = {0, 255, 7, 128, 1, 2}, want_i8 = {0, -1, 7, -128, 1, 127};
+  for (float v : want)
+    u8.push_back(static_cast<unsigned char>(v));
+  for (float v : want_i8)
+    i8.push_back(static_cast<unsigned char>(static_cast<std::int8_t>(v)));
+  for (float v : want_i8)
+  {
+    auto const u = std::bit_cast<std::uint32_t>(v * 0.5f);
+    for (int s = 0; s < 32; s += 8)
+      f32.push_back(static_cast<unsigned char>(u >> s));
+  }
+  write_bytes(t.file("a.u8bin"), u8);
+  write_bytes(t.file("a.i8bin"), i8);
+  write_bytes(t.file("a.fbin"), f32);
+  auto const m = io::read_matrix(t.file("a.u8bin"));
+  CHECK(m.rows == 3);
+  CHECK(m.cols == 2);
+  CHECK(m.data == want);
+  CHECK(io::read_matrix(t.file("a.i8bin")).data == want_i8);
+  auto const f = io::read_matrix(t.file("a.fbin"));
+  for (std::size_t i = 0; i < want_i8.size(); ++i)
+    CHECK(f.data[i] == want_i8[i] * 0.5f);
+  // Any run of rows, and a RowPart.
+  io::BinFile file(t.file("a.i8bin"));
+  std::vector<float> rows(4);
+  file.read_rows(1, 2, rows.data());
+  CHECK(rows == std::vector<float>(want_i8.begin() + 2, want_i8.end()));
+  check_error([&] { file.read_rows(2, 2, rows.data()); }, t.file("a.i8bin"), "past its 3 rows");
+  auto const part = io::read_matrix(t.file("a.u8bin"), io::RowPart{1, 2});
+  CHECK(part.first_row == 2);
+  CHECK(part.data == std::vector<float>{1, 2});
+  // Size and header errors.
+  Bytes cut(u8.begin(), u8.end() - 1);
+  write_bytes(t.file("cut.u8bin"), cut);
+  check_error([&] { io::read_matrix(t.file("cut.u8bin")); }, t.file("cut.u8bin"), "truncated");
+  write_bytes(t.file("short.fbin"), Bytes{1, 0, 0});
+  check_error([&] { io::read_matrix(t.file("short.fbin")); }, t.file("short.fbin"),
+              "truncated header");
+  write_bytes(t.file("zero.u8bin"), header(0, 4));
+  check_error([&] { io::read_matrix(t.file("zero.u8bin")); }, t.file("zero.u8bin"), "at least");
+  write_bytes(t.file("huge.u8bin"), header(0xffffffffu, 0xffffffffu));
+  check_error([&] { io::read_matrix(t.file("huge.u8bin")); }, t.file("huge.u8bin"), "needs");
+  // Ground truth: uint32 n, uint32 k, ids, distances.
+  std::vector<std::int32_t> const ids = {4, 1, 0, 2};
+  std::vector<float> const dist = {0.5f, 1.0f, 0.0f, 3.0f};
+  io::write_groundtruth_bin(t.file("gt.bin"), ids.data(), dist.data(), 2, 2);
+  Bytes const g = read_bytes(t.file("gt.bin"));
+  REQUIRE(g.size() == 8 + 16 + 16);
+  CHECK(io::detail::load_uint<std::uint32_t>(g.data(), false) == 2);
+  CHECK(io::detail::load_uint<std::uint32_t>(g.data() + 4, false) == 2);
+  CHECK(io::detail::load_uint<std::uint32_t>(g.data() + 8 + 4 * 3, false) == 2);
+  CHECK(std::bit_cast<float>(io::detail::load_uint<std::uint32_t>(g.data() + 24 + 4 * 3, false)) ==
+        3.0f);
+  CHECK(!fs::exists(t.file("gt.bin.partial")));
+}

@@ -81,6 +81,7 @@ Exact k-nearest-neighbour search and classification (fastknn )" FASTKNN_VERSION_
 commands:
   classify   k-NN classification of an MNIST-format data set, with accuracy and timing
   search     k nearest database rows of each query row, written as .npy files
+  groundtruth  the same with the database streamed in blocks (bounded memory), for ANN ground truth
 
 options:
   -h, --help     show this help (or `fastknn <command> --help` for a command's options)
@@ -527,6 +528,8 @@ bool is_root()
 } // namespace
 #endif
 
+#include "groundtruth_cli.hpp"
+
 namespace
 {
 
@@ -873,9 +876,10 @@ int run(int argc, char *argv[])
     return run_classify(std::move(args), kokkos_flags);
   if (command == "search")
     return run_search(std::move(args), kokkos_flags);
+  if (command == "groundtruth")
+    return run_groundtruth(std::move(args), kokkos_flags);
   throw UsageError("unknown command '" + command +
-                   "'; use classify or search (see 'fastknn "
-                   "--help')");
+                   "'; use classify, search or groundtruth (see 'fastknn --help')");
 }
 
 /// Prints "fastknn: error: <message>" on one line of stderr (in a distributed run every rank

@@ -1,9 +1,10 @@
 #pragma once
 /// \file fastknn/io.hpp
-/// Header-only loaders for IDX (MNIST format, plain or gzip), .npy and .fvecs/.ivecs/.bvecs files
-/// (target FastKNN::io, which adds zlib). Depends on zlib and the standard library only. Every
-/// failure throws fastknn::Error naming the file.
+/// Header-only loaders for IDX (MNIST format, plain or gzip), .npy, .fvecs/.ivecs/.bvecs and
+/// big-ann-benchmarks' .fbin/.u8bin/.i8bin files (target FastKNN::io, which adds zlib). Depends on
+/// zlib and the standard library only. Every failure throws fastknn::Error naming the file.
 
+#include <fastknn/io/bin.hpp>
 #include <fastknn/io/idx.hpp>
 #include <fastknn/io/matrix.hpp>
 #include <fastknn/io/npy.hpp>
@@ -34,10 +35,11 @@ inline Matrix<float> keep_rows(Matrix<float> m, RowPart const &part)
 }
 } // namespace detail
 
-/// Returns the float matrix in a .npy, .fvecs, .bvecs or .ivecs file (by extension) or in any other
-/// file that starts with an IDX magic number (plain or gzip; reshaped to dims[0] x rest).
-/// With a RowPart, only its rows are kept: .npy and IDX files read the rest without storing it;
-/// .fvecs/.bvecs/.ivecs are read whole first (their rows carry their own lengths).
+/// Returns the float matrix in a .npy, .fvecs, .bvecs, .ivecs, .fbin, .u8bin or .i8bin file (by
+/// extension) or in any other file that starts with an IDX magic number (plain or gzip; reshaped to
+/// dims[0] x rest). With a RowPart, only its rows are kept: .npy and IDX files read the rest
+/// without storing it; .fvecs/.bvecs/.ivecs are read whole first (their rows carry their own
+/// lengths).
 inline Matrix<float> read_matrix(std::string const &path, RowPart const &part = {})
 {
   std::string ext = std::filesystem::path(path).extension().string();
@@ -45,6 +47,8 @@ inline Matrix<float> read_matrix(std::string const &path, RowPart const &part = 
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   if (ext == ".npy")
     return read_npy<float>(path, part);
+  if (bin_element_size(path) != 0)
+    return read_bin(path, part);
   if (ext == ".fvecs")
     return detail::keep_rows(read_fvecs(path), part);
   if (ext == ".bvecs")
@@ -55,9 +59,10 @@ inline Matrix<float> read_matrix(std::string const &path, RowPart const &part = 
     detail::Reader in(path);
     unsigned char magic[4] = {};
     if (in.read(magic, 4) != 4 || !detail::looks_like_idx(magic))
-      throw detail::file_error(path, "unrecognised file format: expected a .npy, .fvecs, .bvecs or "
-                                     ".ivecs extension, or an IDX file (plain or gzip) starting "
-                                     "with the magic bytes 00 00 <type> <ndims>");
+      throw detail::file_error(path, "unrecognised file format: expected a .npy, .fvecs, .bvecs, "
+                                     ".ivecs, .fbin, .u8bin or .i8bin extension, or an IDX file "
+                                     "(plain or gzip) starting with the magic bytes 00 00 <type> "
+                                     "<ndims>");
   }
   return detail::idx_to_matrix(read_idx(path, part));
 }
