@@ -503,6 +503,41 @@ def test_groundtruth(exe, tmp):
           f"lists over half of --memory: refused, saying what fits ({err.strip()!r})")
 
 
+def test_groundtruth_resume(exe, tmp):
+    print("groundtruth: runs killed at any point and resumed give the uninterrupted bytes")
+    rng = np.random.default_rng(52)
+    n, nq, d, k = 60000, 200, 32, 20
+    xp, qp = os.path.join(tmp, "res.u8bin"), os.path.join(tmp, "res_q.npy")
+    with open(xp, "wb") as f:
+        f.write(struct.pack("<II", n, d) + rng.integers(0, 256, (n, d)).astype(np.uint8).tobytes())
+    np.save(qp, rng.integers(0, 256, (nq, d)).astype(np.float32))
+    args = ["groundtruth", "--database", xp, "--queries", qp, "--memory", "400K", "-q",
+            "--checkpoint-every", "0"]
+    full, cut = os.path.join(tmp, "res_full"), os.path.join(tmp, "res_cut")
+    rc, _, err = run(exe, *args, "-k", k, "--out", full)
+    check(rc == 0 and not os.path.exists(full + ".checkpoint"), f"uninterrupted run ({err!r})")
+    outputs = (".bin", ".indices.npy", ".distances.npy")
+    for attempt, delay in enumerate((0.0, 0.05, 0.3)):
+        p = subprocess.Popen([exe, *args, "-k", str(k), "--out", cut])
+        while p.poll() is None and not os.path.exists(cut + ".checkpoint"):
+            time.sleep(0.001)
+        time.sleep(delay)
+        p.kill()
+        p.wait()
+        killed = os.path.exists(cut + ".checkpoint")
+        if attempt == 0:
+            rc, _, err = run(exe, *args, "-k", k, "--out", cut)
+            check(rc == 1 and "--resume" in err, f"a checkpoint without --resume: refused ({err!r})")
+            rc, _, err = run(exe, *args, "-k", k - 1, "--out", cut, "--resume")
+            check(rc == 1 and "not a checkpoint of this job" in err, f"another k: refused ({err!r})")
+        rc, _, err = run(exe, *args, "-k", k, "--out", cut, "--resume")
+        same = all(open(full + e, "rb").read() == open(cut + e, "rb").read() for e in outputs)
+        check(killed and rc == 0 and same and not os.path.exists(cut + ".checkpoint"),
+              f"killed {delay} s after the first checkpoint, resumed: identical outputs ({err!r})")
+        for e in outputs:
+            os.remove(cut + e)
+
+
 def test_interrupt(exe, tmp):
     print("Ctrl-C stops a long search at once and leaves the output paths as they were")
     rng = np.random.default_rng(7)
@@ -555,6 +590,7 @@ def main():
         test_search(a.exe, tmp)
         test_radius(a.exe, tmp)
         test_groundtruth(a.exe, tmp)
+        test_groundtruth_resume(a.exe, tmp)
         test_interrupt(a.exe, tmp)
         test_fashion(a.exe, a.data)
     if FAILURES:

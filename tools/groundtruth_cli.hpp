@@ -27,6 +27,8 @@ options:
   --p P                 Minkowski's p
   --memory SIZE         bytes to stay within (K, M, G: 2^10, 2^20, 2^30; default 1G)
   --rows A:B            search database rows A .. B-1 only (ids stay the file's rows)
+  --checkpoint-every S  save PREFIX.checkpoint every S seconds (default 60; 0: every block)
+  --resume              go on from PREFIX.checkpoint (same files, k, metric and --rows)
   --threads N           number of host threads
   -q, --quiet           no plan, progress bar or summary
   -h, --help            show this help
@@ -105,6 +107,14 @@ public:
 
   std::vector<fastknn::index_type> const &indices() const { return _idx; }
   std::vector<float> const &values() const { return _val; }
+  std::size_t have() const { return _have; }
+  /// Restores lists saved by a checkpoint (`have` rows per query so far).
+  void restore(std::vector<fastknn::index_type> idx, std::vector<float> val, std::size_t have)
+  {
+    _idx = std::move(idx);
+    _val = std::move(val);
+    _have = have;
+  }
 
 private:
   std::size_t _q, _k;
@@ -124,6 +134,99 @@ struct GroundTruthArgs
   std::size_t row_begin = 0, row_end = std::size_t(-1);
   fastknn::SearchOptions options;
   RunOptions run;
+  bool resume = false;
+  double checkpoint_every = 60; // seconds; 0: after every block
+};
+
+/// What a checkpoint must match to be resumed: the inputs (sizes, the database's first and last
+/// MiB, every query value), k, the metric and the rows searched (FNV-1a).
+std::uint64_t job_fingerprint(GroundTruthArgs const &a, std::size_t rows, std::size_t cols,
+                              fastknn::io::Matrix<float> const &queries)
+{
+  std::uint64_t h = 1469598103934665603ull;
+  auto const mix = [&h](void const *p, std::size_t n)
+  {
+    for (std::size_t i = 0; i < n; ++i)
+      h = (h ^ static_cast<unsigned char const *>(p)[i]) * 1099511628211ull;
+  };
+  std::uint64_t const fields[] = {rows,
+                                  cols,
+                                  a.k,
+                                  std::uint64_t(a.options.metric),
+                                  std::bit_cast<std::uint64_t>(a.options.minkowski_p),
+                                  a.row_begin,
+                                  std::min<std::uint64_t>(a.row_end, rows),
+                                  queries.rows,
+                                  queries.cols};
+  mix(fields, sizeof fields);
+  mix(queries.data.data(), queries.data.size() * sizeof(float));
+  std::error_code ec;
+  std::uint64_t const size = std::filesystem::file_size(a.database_path, ec);
+  mix(&size, sizeof size);
+  if (std::FILE *f = std::fopen(a.database_path.c_str(), "rb"))
+  {
+    std::vector<unsigned char> buf(std::size_t(1) << 20);
+    mix(buf.data(), std::fread(buf.data(), 1, buf.size(), f));
+    if (size > 2 * buf.size() && ::fseeko(f, off_t(size - buf.size()), SEEK_SET) == 0)
+      mix(buf.data(), std::fread(buf.data(), 1, buf.size(), f));
+    std::fclose(f);
+  }
+  return h;
+}
+
+/// The running lists and the next row, saved atomically (PREFIX.checkpoint) so that a killed
+/// job can go on with --resume: "FKNNGT01", then uint64 fingerprint, next row, rows per list,
+/// Q, k, then the Q x k ids and values.
+struct Checkpoint
+{
+  std::string path;
+  std::uint64_t fingerprint = 0;
+
+  void save(std::size_t next, RunningLists const &lists, std::size_t nq, std::size_t k) const
+  {
+    std::string const partial = path + ".partial";
+    std::FILE *f = std::fopen(partial.c_str(), "wb");
+    if (f == nullptr)
+      throw fastknn::Error("'" + path + "': cannot write the checkpoint: " + std::strerror(errno));
+    std::uint64_t const head[] = {fingerprint, next, lists.have(), nq, k};
+    bool ok = std::fwrite("FKNNGT01", 1, 8, f) == 8 && std::fwrite(head, 8, 5, f) == 5 &&
+              std::fwrite(lists.indices().data(), 4, nq * k, f) == nq * k &&
+              std::fwrite(lists.values().data(), 4, nq * k, f) == nq * k;
+    ok = std::fflush(f) == 0 && ::fsync(fileno(f)) == 0 && ok;
+    ok = std::fclose(f) == 0 && ok;
+    if (!ok || std::rename(partial.c_str(), path.c_str()) != 0)
+    {
+      std::remove(partial.c_str());
+      throw fastknn::Error("'" + path + "': writing the checkpoint failed (disk full?)");
+    }
+  }
+
+  /// The next row to search, with `lists` restored; throws when the checkpoint is not this
+  /// job's or is damaged.
+  std::size_t load(RunningLists &lists, std::size_t nq, std::size_t k) const
+  {
+    std::FILE *f = std::fopen(path.c_str(), "rb");
+    if (f == nullptr)
+      throw fastknn::Error("'" + path + "': cannot read the checkpoint: " + std::strerror(errno));
+    char magic[8] = {};
+    std::uint64_t head[5] = {};
+    std::vector<fastknn::index_type> idx(nq * k);
+    std::vector<float> val(nq * k);
+    bool ok = std::fread(magic, 1, 8, f) == 8 && std::memcmp(magic, "FKNNGT01", 8) == 0 &&
+              std::fread(head, 8, 5, f) == 5;
+    bool const same = ok && head[0] == fingerprint && head[3] == nq && head[4] == k;
+    ok = same && head[2] <= k && std::fread(idx.data(), 4, nq * k, f) == nq * k &&
+         std::fread(val.data(), 4, nq * k, f) == nq * k && std::fgetc(f) == EOF;
+    std::fclose(f);
+    if (!same)
+      throw fastknn::Error("'" + path +
+                           "' is not a checkpoint of this job (another database, "
+                           "query file, k, metric or --rows); delete it, or use another --out");
+    if (!ok)
+      throw fastknn::Error("'" + path + "': the checkpoint is damaged; delete it to start over");
+    lists.restore(std::move(idx), std::move(val), std::size_t(head[2]));
+    return std::size_t(head[1]);
+  }
 };
 
 /// The database's rows [begin, end) as blocks: streamed from a big-ann-benchmarks file, or cut
@@ -213,14 +316,30 @@ int groundtruth_run(GroundTruthArgs const &a)
   auto const qd =
       Kokkos::create_mirror_view_and_copy(space, Unmanaged(queries.data.data(), nq, queries.cols));
   RunningLists running(nq, k, fastknn::is_similarity(options.metric));
+  Checkpoint const checkpoint{a.out + ".checkpoint", job_fingerprint(a, db.rows, db.cols, queries)};
+  std::size_t next = begin;
+  if (std::filesystem::exists(checkpoint.path))
+  {
+    if (!a.resume)
+      throw fastknn::Error("'" + checkpoint.path +
+                           "' exists (an interrupted run): add --resume "
+                           "to go on from it, or delete it to start over");
+    next = checkpoint.load(running, nq, k);
+    if (next < begin || next >= end || running.have() != std::min(k, next - begin))
+      throw fastknn::Error("'" + checkpoint.path +
+                           "': the checkpoint is damaged; delete it to start over");
+    if (!a.run.quiet)
+      std::printf("resuming at row %zu of %zu..%zu\n", next, begin, end);
+  }
   std::vector<float> host_block(block * db.cols);
   ProgressBar bar(!a.run.quiet, nq);
   bar.start();
   auto const t0 = Clock::now();
+  auto saved = t0;
   double reading = 0;
-  for (std::size_t b = 0; b < blocks; ++b)
+  for (std::size_t b = (next - begin + block - 1) / block; next < end; ++b)
   {
-    std::size_t const first = begin + b * block, rows = std::min(block, end - first);
+    std::size_t const first = next, rows = std::min(block, end - first);
     auto const tr = Clock::now();
     db.read(first, rows, host_block.data());
     reading += seconds_since(tr);
@@ -258,6 +377,12 @@ int groundtruth_run(GroundTruthArgs const &a)
         found.distances);
     space.fence("fastknn_cli::groundtruth::block");
     running.merge(idx, val, kb, first);
+    next = first + rows;
+    if (next < end && seconds_since(saved) >= a.checkpoint_every)
+    {
+      checkpoint.save(next, running, nq, k);
+      saved = Clock::now();
+    }
     stop_point();
   }
   double const seconds = seconds_since(t0);
@@ -274,6 +399,7 @@ int groundtruth_run(GroundTruthArgs const &a)
   outputs.write(a.out + ".distances.npy", [&](std::string const &p)
                 { fastknn::io::write_npy(p, running.values().data(), nq, k); });
   outputs.commit();
+  std::remove(checkpoint.path.c_str());
   if (!a.run.quiet)
     std::printf(
         "searched %zu queries in %zu rows, k = %zu: %.3f s (%.3f s reading, %.1f MB/s), "
@@ -317,6 +443,13 @@ int run_groundtruth(std::vector<std::string> args_in, std::vector<std::string> c
       a.options.minkowski_p = p_option(args, name);
     else if (name == "--memory")
       a.memory = size_option(args, name);
+    else if (name == "--resume")
+    {
+      args.no_value(name);
+      a.resume = true;
+    }
+    else if (name == "--checkpoint-every")
+      a.checkpoint_every = double(args.integer(name, 0));
     else if (name == "--rows")
     {
       std::string const v = args.value(name);
