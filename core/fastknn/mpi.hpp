@@ -275,6 +275,22 @@ private:
                     " contains NaN or Inf; clean the data");
   }
 
+  /// This rank's queries as host rows, refused (on every rank) when one is not finite.
+  template <class QueryView>
+  std::vector<T> my_queries(detail::Comm const &c, ExecSpace const &space, QueryView const &queries,
+                            std::vector<std::size_t> const &q_rows) const
+  {
+    std::vector<T> mine;
+    detail::collectively(c, "",
+                         [&]
+                         {
+                           mine = host_rows(space, queries);
+                           check_finite_queries(mine,
+                                                detail::offsets_of(q_rows)[std::size_t(c.rank)]);
+                         });
+    return mine;
+  }
+
   /// The round's queries of every rank, on every rank (an all-gather).
   void gather(detail::Comm const &c, Round const &r, std::vector<T> const &mine,
               std::vector<T> &gathered, DistributedStats &st) const
@@ -357,14 +373,12 @@ private:
     local.stats = &local_stats;
     std::size_t rescored = 0;
 
-    std::vector<T> mine;
+    std::vector<T> const mine = my_queries(c, space, queries, q_rows);
     std::vector<index_type> out_idx;
     std::vector<T> out_val;
     detail::collectively(c, "",
                          [&]
                          {
-                           mine = host_rows(space, queries);
-                           check_finite_queries(mine, detail::offsets_of(q_rows)[me]);
                            out_idx.resize(q_mine * std::size_t(k));
                            out_val.resize(q_mine * std::size_t(k));
                          });

@@ -159,16 +159,11 @@ Index<ExecSpace, DatabaseView>::radius_search(ExecSpace const &space, QueryView 
   SearchStats local_stats;
   local.stats = &local_stats;
 
-  std::vector<T> mine, gathered;
+  std::vector<T> const mine = my_queries(c, space, queries, q_rows);
+  std::vector<T> gathered;
   std::vector<std::size_t> offsets(1, 0);
   std::vector<index_type> out_idx;
   std::vector<T> out_val;
-  detail::collectively(c, "",
-                       [&]
-                       {
-                         mine = host_rows(space, queries);
-                         check_finite_queries(mine, detail::offsets_of(q_rows)[me]);
-                       });
   for (std::size_t round = 0; round < st.rounds; ++round)
   {
     Round const r = round_layout(q_rows, round, st.batch);
