@@ -92,6 +92,31 @@ std::vector<V> all_rows(std::vector<V> const &mine, MPI_Datatype type, bool root
   return out;
 }
 
+/// A View's elements (any memory space), concatenated over the ranks in rank order on rank 0.
+template <class View>
+std::vector<typename View::non_const_value_type> on_root(View const &v, MPI_Datatype type)
+{
+  auto const h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, v);
+  return all_rows(std::vector<typename View::non_const_value_type>(h.data(), h.data() + h.size()),
+                  type, true);
+}
+
+/// Writes a command's outputs on rank 0 (write(outputs) there), all or none: a stop asked for
+/// on any rank, or a failed write, ends every rank with the same error and no output file.
+template <class Write>
+void write_on_root(Write &&write)
+{
+  OutputSet outputs;
+  together(
+      [&]
+      {
+        stop_point();
+        if (MpiSession::active_session->rank() == 0)
+          write(outputs);
+      });
+  outputs.commit();
+}
+
 using SpaceMatrix =
     Kokkos::View<float **, Kokkos::LayoutRight, fastknn::DefaultBackend::memory_space>;
 
@@ -248,13 +273,9 @@ int classify_distributed(ClassifyArgs const &a)
   double const acc = n_test > 0 ? double(correct) / double(n_test) : 0.0;
   double const qps = seconds > 0 ? double(n_test) / seconds : 0.0;
 
-  OutputSet outputs;
-  together(
-      [&]
+  write_on_root(
+      [&](OutputSet &outputs)
       {
-        stop_point();
-        if (!root)
-          return;
         outputs.write(a.predictions_path,
                       [&](std::string const &p) {
                         fastknn::io::write_npy(p, all_predicted.data(), all_predicted.size(), 1);
@@ -278,7 +299,6 @@ int classify_distributed(ClassifyArgs const &a)
         std::string const json = classify_json(facts);
         outputs.write(a.json_path, [&](std::string const &p) { write_text_file(p, json); });
       });
-  outputs.commit();
   if (!root)
     return 0;
   if (a.run.quiet)
@@ -313,23 +333,15 @@ int write_radius_distributed(
 {
   bool const root = MpiSession::active_session->rank() == 0;
   auto const ho = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.offsets);
-  auto const hi = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.indices);
-  auto const hv = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.distances);
   std::vector<std::int64_t> counts(ho.extent(0) - 1);
   for (std::size_t i = 0; i + 1 < ho.extent(0); ++i)
     counts[i] = std::int64_t(ho(i + 1) - ho(i));
   std::vector<std::int64_t> const all_counts = all_rows(counts, MPI_INT64_T, true);
-  std::vector<fastknn::index_type> const all_i = all_rows(
-      std::vector<fastknn::index_type>(hi.data(), hi.data() + hi.size()), MPI_INT32_T, true);
-  std::vector<float> const all_v =
-      all_rows(std::vector<float>(hv.data(), hv.data() + hv.size()), MPI_FLOAT, true);
-  OutputSet outputs;
-  together(
-      [&]
+  auto const all_i = on_root(found.indices, MPI_INT32_T);
+  auto const all_v = on_root(found.distances, MPI_FLOAT);
+  write_on_root(
+      [&](OutputSet &outputs)
       {
-        stop_point();
-        if (!root)
-          return;
         std::vector<std::int64_t> offsets(n_queries + 1, 0);
         for (std::size_t i = 0; i < n_queries; ++i)
           offsets[i + 1] = offsets[i] + all_counts[i];
@@ -340,7 +352,6 @@ int write_radius_distributed(
         outputs.write(a.distances_path, [&](std::string const &p)
                       { fastknn::io::write_npy_vector(p, all_v.data(), all_v.size()); });
       });
-  outputs.commit();
   if (root && !a.run.quiet)
     std::printf("searched %zu queries, radius %g, metric %s: %zu pairs inside (%.1f per "
                 "query), %.3f s (%s, %d ranks)\n",
@@ -395,25 +406,17 @@ int search_distributed(SearchArgs const &a)
   auto const hv = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace{}, found.distances);
   double const seconds = seconds_since(t0);
   close_progress_line();
-  std::vector<fastknn::index_type> const all_i = all_rows(
-      std::vector<fastknn::index_type>(hi.data(), hi.data() + hi.size()), MPI_INT32_T, true);
-  std::vector<float> const all_v =
-      all_rows(std::vector<float>(hv.data(), hv.data() + hv.size()), MPI_FLOAT, true);
-
-  OutputSet outputs;
+  auto const all_i = on_root(hi, MPI_INT32_T);
+  auto const all_v = on_root(hv, MPI_FLOAT);
   std::size_t const k = std::size_t(a.k);
-  together(
-      [&]
+  write_on_root(
+      [&](OutputSet &outputs)
       {
-        stop_point();
-        if (!root)
-          return;
         outputs.write(a.indices_path, [&](std::string const &p)
                       { fastknn::io::write_npy(p, all_i.data(), n_queries, k); });
         outputs.write(a.distances_path, [&](std::string const &p)
                       { fastknn::io::write_npy(p, all_v.data(), n_queries, k); });
       });
-  outputs.commit();
   if (verbose)
   {
     std::printf("searched %zu queries in %zu x %zu points, k = %d, metric %s: %.3f s, "
